@@ -145,7 +145,7 @@ impl Parts {
         for p in &self.parts {
             let k = p.count as f64;
             lo += k * p.pld.loss(0);
-            hi += k * p.pld.last() as f64 * self.h;
+            hi += k * p.pld.loss(p.pld.points.len() - 1);
         }
         (lo, hi)
     }
@@ -226,7 +226,11 @@ impl Parts {
             let per_bin = measured.unwrap_or_else(|| {
                 2.0 * steps * FFT_ERROR_CONSTANT * f64::EPSILON * 24.0 * (3.0 * h / sd).min(1.0)
             });
-            let bins_above = ((candidate.mean + 10.0 * sd - eps) / h).max(1.0);
+            // The window reaches at least where Chernoff at this tilt bounds
+            // the mass above by a millionth of delta.
+            let top = (candidate.mean + 7.0 * sd)
+                .max((candidate.ln_mgf - (1e-6 * delta).ln()) / candidate.t);
+            let bins_above = ((top - eps) / h).max(1.0);
             let weight_above = (candidate.ln_mgf - candidate.t * eps).exp()
                 * bins_above.min(1.0 / -(-candidate.t * h).exp_m1());
             if per_bin * weight_above <= share * delta {
@@ -257,56 +261,44 @@ impl Parts {
         let (t, sd) = (tilt.t, tilt.sd());
         let gaussian_step =
             |var: f64| (2.0 * (-ln_share).max(1.0) / var.max(f64::MIN_POSITIVE)).sqrt();
-        let step = gaussian_step(tilt.var);
-        // Light tails want extra tilts near `step`; heavy tails, where the
-        // cumulants blow up past the saddle, want barely more than `t`. A
-        // coarse geometric scan, then two points around its best.
-        let mut upper: Vec<Tilt> = Vec::with_capacity(6);
+        let protected_below = |lo: f64| (tilt.mean - PROTECTED_SDS * sd).max(lo);
+        // Lost mass above the top, and mass folding from above the answer,
+        // as bounded by one upper tilt.
+        let lost = |u: &Tilt| (u.ln_mgf - ln_share) / u.t;
+        let folded = |u: &Tilt, lo: f64| {
+            if u.t > t {
+                lo + (u.ln_mgf - u.t * protected_below(lo) - ln_share) / (u.t - t)
+            } else {
+                f64::INFINITY
+            }
+        };
+        let lo_guess = (tilt.mean - window_sds * sd).max(span_lo);
+        let mut upper = self.tilt_scan(t, 1.0, gaussian_step(tilt.var), |u| {
+            lost(u).max(folded(u, lo_guess))
+        });
         if t > 0.0 {
             upper.push(*tilt);
         }
-        let lo_guess = (tilt.mean - window_sds * sd).max(span_lo);
-        let fold_top = |u: &Tilt| {
-            let protected = (tilt.mean - PROTECTED_SDS * sd).max(lo_guess);
-            lo_guess + (u.ln_mgf - u.t * protected - ln_share) / (u.t - t)
-        };
-        let mut best = (f64::INFINITY, 1.0);
-        for c in [1.0 / 64.0, 1.0 / 8.0, 1.0] {
-            let u = self.tilt(t + c * step);
-            if fold_top(&u) < best.0 {
-                best = (fold_top(&u), c);
-            }
-            upper.push(u);
-        }
-        for c in [best.1 / 2.8, best.1 * 2.8] {
-            upper.push(self.tilt(t + c * step));
-        }
-        let protected_below = |lo: f64| (tilt.mean - PROTECTED_SDS * sd).max(lo);
-        // Lost mass above the top, and mass folding from above the answer.
         let top_for = |lo: f64| {
-            let protected = protected_below(lo);
-            let lost = upper
-                .iter()
-                .map(|u| (u.ln_mgf - ln_share) / u.t)
-                .fold(f64::INFINITY, f64::min);
+            let lost = upper.iter().map(lost).fold(f64::INFINITY, f64::min);
             let folded = upper
                 .iter()
-                .filter(|u| u.t > t)
-                .map(|u| lo + (u.ln_mgf - u.t * protected - ln_share) / (u.t - t))
+                .map(|u| folded(u, lo))
                 .fold(f64::INFINITY, f64::min);
             lost.max(folded)
                 .max(tilt.mean + window_sds * sd)
                 .min(span_hi)
         };
-        let mut lo = (tilt.mean - window_sds * sd).max(span_lo);
+        let mut lo = lo_guess;
         let mut hi = top_for(lo);
         if lo > span_lo {
-            // Folding from below: P(S < lo) e^{-t (hi - lo)} <= share.
+            // Folding from below: P(S < lo) e^{-t (hi - lo)} <= share, with
+            // P(S < lo) <= e^{K(l) - l lo} for l < 0.
             let untilted = self.tilt(0.0);
-            let lower: Vec<Tilt> = [0.5, 1.0, 2.0, 4.0]
-                .iter()
-                .map(|c| self.tilt(-c * gaussian_step(untilted.var)))
-                .collect();
+            // The scan maximises the level below which the mass is `share`.
+            let lower = self.tilt_scan(0.0, -1.0, gaussian_step(untilted.var), |l| {
+                -(l.ln_mgf - ln_share) / l.t
+            });
             let ln_mass_below = |lo: f64| {
                 lower
                     .iter()
@@ -317,7 +309,7 @@ impl Parts {
             if excess > 0.0 {
                 let chernoff_lo = lower
                     .iter()
-                    .map(|l| (ln_share - l.ln_mgf) / -l.t)
+                    .map(|l| (l.ln_mgf - ln_share) / l.t)
                     .fold(f64::NEG_INFINITY, f64::max)
                     .max(span_lo)
                     .min(lo);
@@ -341,6 +333,54 @@ impl Parts {
             upper,
             span_hi,
         }
+    }
+
+    /// Tilts `base + direction * d` for offsets `d` chosen by golden-section
+    /// search on `ln d` to minimise `score`; returns every tilt evaluated.
+    ///
+    /// The best Chernoff tilt for a far level sits anywhere from barely past
+    /// `base` (heavy tails, whose cumulants explode) to a few Gaussian steps
+    /// `typical` past it (light tails), so the search spans a factor 2^27.
+    fn tilt_scan(
+        &self,
+        base: f64,
+        direction: f64,
+        typical: f64,
+        score: impl Fn(&Tilt) -> f64,
+    ) -> Vec<Tilt> {
+        const INVERSE_GOLDEN: f64 = 0.618_033_988_749_894_8;
+        let scored = |u: f64| {
+            let tilt = self.tilt(base + direction * u.exp());
+            let value = score(&tilt);
+            (tilt, if value.is_nan() { f64::INFINITY } else { value })
+        };
+        let ln2 = std::f64::consts::LN_2;
+        let (mut a, mut b) = (typical.ln() - 24.0 * ln2, typical.ln() + 3.0 * ln2);
+        let mut c = b - INVERSE_GOLDEN * (b - a);
+        let mut d = a + INVERSE_GOLDEN * (b - a);
+        let (tc, mut fc) = scored(c);
+        let (td, mut fd) = scored(d);
+        let mut all = vec![tc, td];
+        for _ in 0..9 {
+            if fc <= fd {
+                b = d;
+                d = c;
+                fd = fc;
+                c = b - INVERSE_GOLDEN * (b - a);
+                let (tilt, value) = scored(c);
+                fc = value;
+                all.push(tilt);
+            } else {
+                a = c;
+                c = d;
+                fc = fd;
+                d = a + INVERSE_GOLDEN * (b - a);
+                let (tilt, value) = scored(d);
+                fd = value;
+                all.push(tilt);
+            }
+        }
+        all
     }
 }
 
@@ -380,19 +420,20 @@ impl Window {
 
 /// `(ln M(t), mean, var)` of one part's tilted finite masses.
 fn tilt_one(part: &Part, t: f64) -> (f64, f64, f64) {
-    let h = part.pld.h;
     let (peak, peak_i) = tilt_peak(part, t);
+    let centre = part.pld.loss(peak_i);
     // Centre the moments at the peak so the variance does not cancel.
     let (mut s0, mut s1, mut s2) = (0.0, 0.0, 0.0);
     for (i, lm) in part.ln_masses.iter().enumerate() {
-        let w = shifted_exp(lm + t * part.pld.loss(i) - peak);
-        let d = (i as f64 - peak_i as f64) * h;
+        let loss = part.pld.loss(i);
+        let w = shifted_exp(lm + t * loss - peak);
+        let d = loss - centre;
         s0 += w;
         s1 += w * d;
         s2 += w * d * d;
     }
     let mean_d = s1 / s0;
-    let mean = part.pld.loss(peak_i) + mean_d;
+    let mean = centre + mean_d;
     let var = (s2 / s0 - mean_d * mean_d).max(0.0);
     (peak + s0.ln(), mean, var)
 }
@@ -484,7 +525,7 @@ pub(crate) fn compose(
         .parts
         .iter()
         .map(|part| {
-            base += part.count as i128 * part.pld.first as i128;
+            base += part.count as i128 * part.pld.first() as i128;
             (
                 part.count as f64,
                 tilted_spectrum(part, tilt.t, n, &forward),
@@ -575,10 +616,11 @@ fn tilted_spectrum(
     let (peak, _) = tilt_peak(part, t);
     let mut buffer = take_reals(n);
     let mut total = 0.0;
+    let first = part.pld.first();
     for (i, lm) in part.ln_masses.iter().enumerate() {
         let w = shifted_exp(lm + t * part.pld.loss(i) - peak);
         total += w;
-        buffer[i % n] += w;
+        buffer[((part.pld.points[i] - first) as usize) % n] += w;
     }
     let normalise = 1.0 / total;
     buffer.iter_mut().for_each(|x| *x *= normalise);
@@ -608,6 +650,7 @@ impl Composition {
     }
 
     /// Tilted composed mass of window bin `bin`.
+    #[cfg(test)]
     fn tilted(&self, bin: usize) -> f64 {
         let n = self.len();
         self.circular[(bin + self.shift) % n] / n as f64
@@ -632,10 +675,26 @@ impl Composition {
         }
         let decay = (-self.h).exp();
         let (mut a, mut g, mut r) = (0.0, 0.0, 0.0);
-        for bin in (0..self.len()).rev() {
+        // The untilting weight e^{K - t l} grows by e^{t h} per bin going
+        // down: multiply, and refresh from the exact value now and then so
+        // rounding cannot drift.
+        let growth = (self.tilt.t * self.h).exp();
+        let mut weight = 0.0;
+        let n = self.len();
+        // Window bin b sits at circular position (b + shift) mod n; walk
+        // both downwards without a division per bin.
+        let mut position = (n - 1 + self.shift) % n;
+        for (count, bin) in (0..n).rev().enumerate() {
+            let tilted = self.circular[position] / n as f64;
+            position = if position == 0 { n - 1 } else { position - 1 };
             let loss = self.loss(bin);
-            let weight = self.ln_untilt(loss).exp();
-            let mass = self.tilted(bin).max(0.0) * weight;
+            let ln_weight = self.ln_untilt(loss);
+            weight = if weight == 0.0 || count % 256 == 0 {
+                shifted_exp(ln_weight.min(0.0)) * ln_weight.max(0.0).exp()
+            } else {
+                weight * growth
+            };
+            let mass = tilted.max(0.0) * weight;
             a += mass;
             g = decay * (g + mass);
             r += self.rounding * weight;
@@ -684,7 +743,7 @@ mod tests {
     fn fft_composition_matches_direct_convolution() {
         let pld = DiscretePld {
             h: 0.1,
-            first: -2,
+            points: vec![-2, -1, 0, 1, 2],
             masses: vec![0.1, 0.2, 0.4, 0.2, 0.1],
             inf_mass: 0.0,
         };

@@ -63,8 +63,8 @@ impl Default for PldOptions {
     fn default() -> Self {
         PldOptions {
             relative_accuracy: 1e-3,
-            max_fft_size: 1 << 20,
-            max_grid_points: 1 << 20,
+            max_fft_size: 1 << 19,
+            max_grid_points: 1 << 19,
         }
     }
 }
@@ -106,6 +106,9 @@ const WINDOW_SDS: f64 = 7.0;
 /// `delta`.
 const ROUNDING_SHARE: f64 = 1e-3;
 const MAX_PASSES: usize = 6;
+/// Grid coarsening of the first pass that only has to settle that a
+/// direction does not dominate.
+const SETTLE_COARSENING: f64 = 2.0;
 
 /// Epsilon at `delta` with the default options.
 pub fn epsilon(history: &[Segment], delta: f64) -> Result<PldEpsilon> {
@@ -218,6 +221,7 @@ fn discretize_history(
     h: f64,
     tail: f64,
     max_points: usize,
+    weight_tilts: &[f64],
 ) -> std::result::Result<Parts, f64> {
     let pairs: Vec<_> = history
         .iter()
@@ -238,7 +242,7 @@ fn discretize_history(
         parts: pairs
             .iter()
             .zip(history)
-            .map(|(pair, s)| Part::new(discretize(pair, h, tail), s.steps))
+            .map(|(pair, s)| Part::new(discretize(pair, h, tail, weight_tilts), s.steps))
             .collect(),
     })
 }
@@ -260,6 +264,11 @@ fn solve_direction(
     let tail = (TRUNCATION_SHARE * delta / steps).max(f64::MIN_POSITIVE);
     let mut centre = guess.eps.max(0.0);
     let mut h = grid_step(centre, guess.tilt, steps, options.relative_accuracy);
+    if settle_below.is_some() {
+        // Only "not above the bar" is needed: a coarser, still pessimistic,
+        // grid usually shows it at a quarter of the cost.
+        h *= SETTLE_COARSENING;
+    }
     // Coarsest step the caps force; finer requests are clamped to it.
     let mut h_floor = 0.0f64;
     let mut best: Option<DirectionEpsilon> = None;
@@ -267,12 +276,38 @@ fn solve_direction(
     // next one's.
     let mut measured_rounding: Option<f64> = None;
     let mut tilt_start = guess.tilt;
+    // Width of the last window, in loss units: it predicts whether a finer
+    // grid would fit the FFT cap before paying for its discretization.
+    let mut last_width: Option<f64> = None;
     for _ in 0..MAX_PASSES * 2 {
         h = h.max(h_floor);
-        let parts = match discretize_history(direction, history, h, tail, options.max_grid_points) {
+        if let Some(width) = last_width {
+            let predicted = width / h;
+            if predicted > 1.2 * options.max_fft_size as f64 {
+                h_floor = h * predicted / options.max_fft_size as f64;
+                if best.as_ref().is_some_and(|b| h_floor >= b.grid_step) {
+                    break;
+                }
+                h = h_floor;
+            }
+        }
+        let grid_tilt = tilt_start.max(0.0);
+        let weight_tilts = [grid_tilt / 2.0, grid_tilt, 2.0 * grid_tilt];
+        let parts = match discretize_history(
+            direction,
+            history,
+            h,
+            tail,
+            options.max_grid_points,
+            &weight_tilts,
+        ) {
             Ok(parts) => parts,
             Err(too_fine_by) => {
                 h_floor = h * too_fine_by * 1.01;
+                if best.as_ref().is_some_and(|b| h_floor >= b.grid_step) {
+                    // The caps allow no finer grid than one already used.
+                    break;
+                }
                 continue;
             }
         };
@@ -288,9 +323,13 @@ fn solve_direction(
         let (first, needed) = window.bins(h);
         if needed > options.max_fft_size {
             h_floor = h * needed as f64 / options.max_fft_size as f64 * 1.01;
+            if best.as_ref().is_some_and(|b| h_floor >= b.grid_step) {
+                break;
+            }
             continue;
         }
         let n = fft_size_at_least(needed);
+        last_width = Some(needed as f64 * h);
         let composition = compose(&parts, tilt, &window, first, n);
         let answer = |epsilon: f64| DirectionEpsilon {
             epsilon,
@@ -312,17 +351,27 @@ fn solve_direction(
                 let precise = rounding <= ROUNDING_SHARE * delta;
                 let unfolded = eps >= window.protected;
                 let fine_enough = h <= 1.3 * wanted_h.max(h_floor);
-                if best.as_ref().is_none_or(|b| eps < b.epsilon) {
+                // The adaptive grid resolved cells by their mass under tilts
+                // around `grid_tilt`; the answer's own tilt must be among them.
+                let grid_weighted_right = local.t <= 2.0 * grid_tilt || local.t == 0.0;
+                let improved = best.as_ref().is_none_or(|b| eps < b.epsilon);
+                if improved {
                     best = Some(answer(eps));
                 }
                 if settle_below.is_some_and(|bar| eps <= bar) {
                     break;
                 }
-                if precise && fine_enough && unfolded {
+                if precise && fine_enough && unfolded && grid_weighted_right {
+                    break;
+                }
+                let next_h = h.min(wanted_h).max(h_floor);
+                if next_h == h && (!improved || (eps - centre).abs() <= 1e-9 * eps.max(1e-12)) {
+                    // Nothing left to change: more tilt cannot be had, and
+                    // this (sound) answer is as good as this grid gives.
                     break;
                 }
                 centre = eps;
-                h = h.min(wanted_h);
+                h = next_h;
             }
             Solution::BelowWindow => {
                 // delta at the window's bottom already meets the target, so
@@ -331,7 +380,7 @@ fn solve_direction(
                 if best.as_ref().is_none_or(|b| bottom < b.epsilon) {
                     best = Some(answer(bottom));
                 }
-                if bottom == 0.0 {
+                if bottom == 0.0 || settle_below.is_some_and(|bar| bottom <= bar) {
                     break;
                 }
                 centre = (bottom - tilt.sd()).max(0.0);

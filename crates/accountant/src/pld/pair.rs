@@ -209,13 +209,22 @@ impl GaussianPair {
     pub fn truncated_support(&self, tail: f64) -> (f64, f64) {
         let z = crate::normal::inv_sf(tail);
         let sigma = self.noise_multiplier;
+        let q = self.sample_rate;
         let (range_lo, range_hi) = self.loss_range();
         match self.direction {
-            // P(L <= eps) <= Phi(x/sigma) and P(L > eps) <= Phi-bar((x-1)/sigma).
-            Direction::Remove => (
-                self.loss(-sigma * z).max(range_lo),
-                self.loss(1.0 + sigma * z).min(range_hi),
-            ),
+            // P(L <= eps) <= Phi(x/sigma), and
+            // P(L > eps) <= Phi-bar(x/sigma) + q Phi-bar((x-1)/sigma): split
+            // the tail between the two terms. The factor q matters: with a
+            // tiny sample rate the upper tail is that much lighter.
+            Direction::Remove => {
+                let z_half = crate::normal::inv_sf(tail / 2.0);
+                let z_mixed = crate::normal::inv_sf((tail / (2.0 * q)).min(0.5));
+                let x_hi = (sigma * z_half).max(1.0 + sigma * z_mixed);
+                (
+                    self.loss(-sigma * z).max(range_lo),
+                    self.loss(x_hi).min(range_hi),
+                )
+            }
             // P = N0 and L decreases in x.
             Direction::Add => (
                 self.loss(sigma * z).max(range_lo),
