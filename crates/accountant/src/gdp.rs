@@ -68,6 +68,8 @@ pub fn epsilon_for_mu(mu: f64, delta: f64) -> Result<f64> {
         }
     }
     // delta(eps) is strictly decreasing; 200 halvings reach the f64 grid.
+    // The final nudge up covers the rounding of delta(eps) itself, so the
+    // answer stays on the safe side of the true root.
     for _ in 0..200 {
         let mid = 0.5 * (lo + hi);
         if mid <= lo || mid >= hi {
@@ -79,8 +81,11 @@ pub fn epsilon_for_mu(mu: f64, delta: f64) -> Result<f64> {
             hi = mid;
         }
     }
-    Ok(hi)
+    Ok(hi * (1.0 + ROOT_MARGIN) + f64::MIN_POSITIVE)
 }
+
+/// Relative margin added to a bisected root against evaluation rounding.
+const ROOT_MARGIN: f64 = 1e-10;
 
 /// GDP (CLT) epsilon of a history; approximate unless every step has `q = 1`.
 pub fn epsilon(history: &[Segment], delta: f64) -> Result<(f64, f64)> {
@@ -101,6 +106,6 @@ mod tests {
         let d = delta_for_mu(1.0, 1.0);
         assert!((d - 0.126_936_737_506_643_9).abs() < 1e-12, "{d}");
         let eps = epsilon_for_mu(1.0, d).unwrap();
-        assert!(eps >= 1.0 && eps - 1.0 < 1e-12, "{eps}");
+        assert!(eps >= 1.0 && eps - 1.0 < 1e-9, "{eps}");
     }
 }

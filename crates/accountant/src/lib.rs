@@ -12,6 +12,8 @@
 //! [`calibrate`] inverts them: the least noise for a target, the most steps
 //! for a budget.
 
+pub mod accountant;
+pub mod calibrate;
 pub mod error;
 pub mod gdp;
 pub mod mechanism;
@@ -19,5 +21,6 @@ pub mod normal;
 pub mod pld;
 pub mod rdp;
 
+pub use accountant::{Accountant, Detail, Epsilon, Method};
 pub use error::{AccountantError, Argument, Result};
 pub use mechanism::Segment;

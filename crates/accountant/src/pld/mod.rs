@@ -389,7 +389,7 @@ fn solve_direction(
                 if parts.inf_mass() >= delta {
                     return Err(AccountantError::Unbounded { delta });
                 }
-                centre = (first as i64 + n as i64) as f64 * h + tilt.sd();
+                centre = (first + n as i64) as f64 * h + tilt.sd();
             }
         }
     }

@@ -7,6 +7,7 @@
 //! same pairs as dp-accounting's Gaussian privacy loss):
 //! - remove: `P = (1-q) N0 + q N1`, `Q = N0`;
 //! - add:    `P = N0`, `Q = (1-q) N0 + q N1`.
+//!
 //! The privacy loss `L(x) = ln(dP/dQ)(x)` is monotone in the sample `x`
 //! (increasing for remove, decreasing for add), so every event `{L > eps}`
 //! is a half-line in `x` and its probability is a Gaussian tail.
