@@ -461,8 +461,14 @@ fn shifted_exp(x: f64) -> f64 {
 }
 
 /// FFT sizes with small prime factors only (2^a * 3^b), which realfft runs
-/// fastest.
+/// fastest. Past 2^17 only powers of two: a plan for a new size costs more
+/// than the transform there (about 12 ms at 2^19), so fewer distinct large
+/// sizes means fewer plans for a process, and a cold call seldom pays twice.
 pub(crate) fn fft_size_at_least(n: usize) -> usize {
+    const LARGE: usize = 1 << 17;
+    if n > LARGE {
+        return n.next_power_of_two();
+    }
     let n = n.max(2);
     let mut best = usize::MAX;
     let mut p3 = 1usize;
@@ -723,7 +729,7 @@ mod tests {
 
     #[test]
     fn fft_sizes_are_smooth_and_sufficient() {
-        for n in [1, 2, 3, 5, 100, 1000, 4097, 100_000] {
+        for n in [1, 2, 3, 5, 100, 1000, 4097, 100_000, 200_000, 600_000] {
             let s = fft_size_at_least(n);
             assert!(s >= n && s % 2 == 0, "{n} -> {s}");
             let mut r = s;
@@ -735,6 +741,9 @@ mod tests {
             }
             assert_eq!(r, 1, "{s} has a factor other than 2 and 3");
             assert!(s <= 2 * n.max(2), "{n} -> {s} wastes too much");
+            if s > 1 << 17 {
+                assert!(s.is_power_of_two(), "{n} -> {s}");
+            }
         }
     }
 
