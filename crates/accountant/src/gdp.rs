@@ -1,12 +1,15 @@
 //! Gaussian-DP accountant: a central-limit *approximation*, never a bound.
 //!
-//! Math: Dong, Roth, Su 2019/2022, "Gaussian Differential Privacy" (JRSS-B),
-//! Corollary 4 / Theorem 6: `k` steps of the Poisson-subsampled Gaussian
-//! mechanism converge, as `k -> inf` with `q sqrt(k)` fixed, to `mu`-GDP with
-//! `mu = q sqrt(k (e^{1/sigma^2} - 1))`; GDP parts compose by
-//! `mu = sqrt(sum mu_j^2)`. Corollary 1 (the primal-dual view) converts
-//! `mu`-GDP to `(eps, delta(eps))` with
-//! `delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)`.
+//! Math:
+//! - Bu, Dong, Long, Su 2020, "Deep Learning with Gaussian Differential
+//!   Privacy" (Harvard Data Science Review), building on the CLT of Dong,
+//!   Roth, Su: `k` steps of the Poisson-subsampled Gaussian mechanism tend,
+//!   as `k -> inf` with `q sqrt(k)` fixed, to `mu`-GDP with
+//!   `mu = q sqrt(k (e^{1/sigma^2} - 1))`; GDP parts compose by
+//!   `mu = sqrt(sum mu_j^2)`.
+//! - Dong, Roth, Su 2022, "Gaussian Differential Privacy" (JRSS-B),
+//!   Corollary 1: `mu`-GDP is exactly `(eps, delta(eps))`-DP for all `eps`
+//!   with `delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)`.
 //!
 //! Assumption and caveat: the CLT limit is not an upper bound at finite `k`;
 //! it can under-report epsilon (Gopi, Lee, Wutschitz 2021 show cases). The

@@ -1,8 +1,8 @@
 //! Rényi-DP accountant for the Poisson-subsampled Gaussian mechanism.
 //!
 //! Math:
-//! - Mironov 2017, "Rényi Differential Privacy" (CSF): the RDP curve of a
-//!   composition is the sum of the curves of its parts.
+//! - Mironov 2017, "Rényi Differential Privacy" (CSF), Proposition 1: the
+//!   RDP curve of a composition is the sum of the curves of its parts.
 //! - Mironov, Talwar, Zhang 2019, "Rényi Differential Privacy of the Sampled
 //!   Gaussian Mechanism" (arXiv:1908.10530), Section 3.3: the order-`alpha`
 //!   RDP of one step is `ln(A_alpha) / (alpha - 1)`, with `A_alpha` a finite

@@ -10,7 +10,7 @@ use pft_accountant::Method;
 use pft_ledger::{DatasetId, DatasetSpend, Ledger, RunSpec};
 use serde::Serialize;
 
-use crate::{print_json, Failure, Outcome};
+use crate::{emit, print_json, Failure, Outcome};
 
 #[derive(Args)]
 pub struct LedgerLocation {
@@ -212,19 +212,17 @@ fn record(a: RecordArgs) -> Outcome {
         delta: a.delta,
         accountant,
     };
-    if a.json {
-        return print_json(&report);
-    }
-    println!(
-        "recorded steps {}..={} of run '{}' on dataset {}{}; the run has spent epsilon {:.6} at delta {:e} ({})",
-        report.first_step,
-        report.last_step,
-        report.run,
-        report.dataset,
-        if report.replayed { " (already recorded)" } else { "" },
-        report.epsilon,
-        report.delta,
-        report.accountant
-    );
-    Ok(())
+    emit(a.json, &report, |r| {
+        format!(
+            "recorded steps {}..={} of run '{}' on dataset {}{}; the run has spent epsilon {:.6} at delta {:e} ({})",
+            r.first_step,
+            r.last_step,
+            r.run,
+            r.dataset,
+            if r.replayed { " (already recorded)" } else { "" },
+            r.epsilon,
+            r.delta,
+            r.accountant
+        )
+    })
 }

@@ -142,3 +142,18 @@ pub fn print_json(value: &impl serde::Serialize) -> Outcome {
     println!("{text}");
     Ok(())
 }
+
+/// Prints a command's report: one line of JSON, or the text `describe`
+/// gives.
+pub fn emit<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    describe: impl FnOnce(&R) -> String,
+) -> Outcome {
+    if json {
+        print_json(report)
+    } else {
+        println!("{}", describe(report));
+        Ok(())
+    }
+}

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use pft_accountant::{calibrate, Epsilon, Method, Segment};
 use serde::Serialize;
 
-use crate::{print_json, Outcome};
+use crate::{emit, Outcome};
 
 #[derive(Subcommand)]
 pub enum PrivacyCommand {
@@ -113,122 +113,102 @@ fn describe(method: Method) -> &'static str {
 fn epsilon(a: EpsilonArgs) -> Outcome {
     let method = a.common.method()?;
     let segment = Segment::new(a.noise_multiplier, a.sample_rate, a.steps)?;
-    let epsilon = method.epsilon(&[segment], a.common.delta)?;
-    if a.common.json {
-        return print_json(&EpsilonReport {
-            epsilon,
-            sample_rate: a.sample_rate,
-            noise_multiplier: a.noise_multiplier,
-            steps: a.steps,
-        });
-    }
-    println!(
-        "epsilon = {:.6} at delta = {:e} ({}) after {} steps at sample rate {} with noise multiplier {}",
-        epsilon.epsilon,
-        epsilon.delta,
-        describe(method),
-        a.steps,
-        a.sample_rate,
-        a.noise_multiplier
-    );
-    Ok(())
+    let report = EpsilonReport {
+        epsilon: method.epsilon(&[segment], a.common.delta)?,
+        sample_rate: a.sample_rate,
+        noise_multiplier: a.noise_multiplier,
+        steps: a.steps,
+    };
+    emit(a.common.json, &report, |r| {
+        format!(
+            "epsilon = {:.6} at delta = {:e} ({}) after {} steps at sample rate {} with noise multiplier {}",
+            r.epsilon.epsilon,
+            r.epsilon.delta,
+            describe(method),
+            r.steps,
+            r.sample_rate,
+            r.noise_multiplier
+        )
+    })
 }
 
 #[derive(Serialize)]
 struct NoiseReport {
-    noise_multiplier: f64,
-    epsilon: f64,
+    #[serde(flatten)]
+    calibration: calibrate::NoiseCalibration,
     target_epsilon: f64,
     delta: f64,
     accountant: Method,
     sample_rate: f64,
     steps: u64,
-    at_search_floor: bool,
 }
 
 fn noise(a: NoiseArgs) -> Outcome {
     let method = a.common.method()?;
-    let c = calibrate::noise_multiplier(
-        method,
-        a.target_epsilon,
-        a.common.delta,
-        a.sample_rate,
-        a.steps,
-    )?;
-    if a.common.json {
-        return print_json(&NoiseReport {
-            noise_multiplier: c.noise_multiplier,
-            epsilon: c.epsilon,
-            target_epsilon: a.target_epsilon,
-            delta: a.common.delta,
-            accountant: method,
-            sample_rate: a.sample_rate,
-            steps: a.steps,
-            at_search_floor: c.at_search_floor,
-        });
-    }
-    println!(
-        "noise multiplier = {:.6} gives epsilon = {:.6} <= {} at delta = {:e} ({}) for {} steps at sample rate {}",
-        c.noise_multiplier,
-        c.epsilon,
-        a.target_epsilon,
-        a.common.delta,
-        method,
-        a.steps,
-        a.sample_rate
-    );
-    if c.at_search_floor {
-        println!(
-            "note: the target is met even at the smallest noise searched ({}); less noise would meet it too",
-            calibrate::MIN_NOISE_MULTIPLIER
-        );
-    }
-    Ok(())
+    let report = NoiseReport {
+        calibration: calibrate::noise_multiplier(
+            method,
+            a.target_epsilon,
+            a.common.delta,
+            a.sample_rate,
+            a.steps,
+        )?,
+        target_epsilon: a.target_epsilon,
+        delta: a.common.delta,
+        accountant: method,
+        sample_rate: a.sample_rate,
+        steps: a.steps,
+    };
+    emit(a.common.json, &report, |r| {
+        let c = &r.calibration;
+        let floor = if c.at_search_floor {
+            format!(
+                "\nnote: the target is met even at the smallest noise searched ({}); less noise would meet it too",
+                calibrate::MIN_NOISE_MULTIPLIER
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "noise multiplier = {:.6} gives epsilon = {:.6} <= {} at delta = {:e} ({}) for {} steps at sample rate {}{floor}",
+            c.noise_multiplier, c.epsilon, r.target_epsilon, r.delta, r.accountant, r.steps, r.sample_rate
+        )
+    })
 }
 
 #[derive(Serialize)]
 struct StepsReport {
-    steps: u64,
-    epsilon: f64,
+    #[serde(flatten)]
+    calibration: calibrate::StepsCalibration,
     target_epsilon: f64,
     delta: f64,
     accountant: Method,
     sample_rate: f64,
     noise_multiplier: f64,
-    at_search_ceiling: bool,
 }
 
 fn steps(a: StepsArgs) -> Outcome {
     let method = a.common.method()?;
-    let c = calibrate::max_steps(
-        method,
-        a.target_epsilon,
-        a.common.delta,
-        a.sample_rate,
-        a.noise_multiplier,
-    )?;
-    if a.common.json {
-        return print_json(&StepsReport {
-            steps: c.steps,
-            epsilon: c.epsilon,
-            target_epsilon: a.target_epsilon,
-            delta: a.common.delta,
-            accountant: method,
-            sample_rate: a.sample_rate,
-            noise_multiplier: a.noise_multiplier,
-            at_search_ceiling: c.at_search_ceiling,
-        });
-    }
-    println!(
-        "{}{} steps fit the budget: epsilon = {:.6} <= {} at delta = {:e} ({}) with sample rate {} and noise multiplier {}",
-        if c.at_search_ceiling { "at least " } else { "" },
-        c.steps,
-        c.epsilon,
-        a.target_epsilon,
-        a.common.delta,
-        method,
-        a.sample_rate,
-        a.noise_multiplier
-    );
-    Ok(())
+    let report = StepsReport {
+        calibration: calibrate::max_steps(
+            method,
+            a.target_epsilon,
+            a.common.delta,
+            a.sample_rate,
+            a.noise_multiplier,
+        )?,
+        target_epsilon: a.target_epsilon,
+        delta: a.common.delta,
+        accountant: method,
+        sample_rate: a.sample_rate,
+        noise_multiplier: a.noise_multiplier,
+    };
+    emit(a.common.json, &report, |r| {
+        let c = &r.calibration;
+        format!(
+            "{}{} steps fit the budget: epsilon = {:.6} <= {} at delta = {:e} ({}) with sample rate {} and noise multiplier {}",
+            if c.at_search_ceiling { "at least " } else { "" },
+            c.steps, c.epsilon, r.target_epsilon, r.delta, r.accountant, r.sample_rate, r.noise_multiplier
+        )
+    })
 }

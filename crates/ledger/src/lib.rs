@@ -295,10 +295,7 @@ impl Ledger {
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-        move |source| LedgerError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        database_error(&self.path)
     }
 
     /// Creates the run, or resumes it if a run of that name already exists
@@ -315,11 +312,7 @@ impl Ledger {
             pft_accountant::mechanism::validate_target_epsilon(target)?;
         }
         let created = unix_seconds(now);
-        let path = self.path.clone();
-        let db = move |source| LedgerError::Database {
-            path: path.clone(),
-            source,
-        };
+        let db = database_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -407,11 +400,7 @@ impl Ledger {
                     step: first,
                     last: 0,
                 })?;
-        let path = self.path.clone();
-        let db = move |source| LedgerError::Database {
-            path: path.clone(),
-            source,
-        };
+        let db = database_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -620,6 +609,15 @@ impl Ledger {
             runs,
             total,
         })
+    }
+}
+
+/// Wraps a database error with the ledger's path. A free function, so a
+/// method can hold it while the connection is mutably borrowed.
+fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Database {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

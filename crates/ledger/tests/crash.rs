@@ -30,16 +30,20 @@ fn dataset() -> DatasetId {
     DatasetId::of_bytes(b"crash test dataset")
 }
 
-fn write_forever(path: &str) -> ! {
-    let mut ledger = Ledger::open(path.as_ref()).expect("child opens the ledger");
-    let run = ledger
+fn open_run(ledger: &mut Ledger) -> pft_ledger::RunId {
+    ledger
         .open_run(
             &dataset(),
             None,
             &spec(),
             UNIX_EPOCH + Duration::from_secs(1),
         )
-        .expect("child opens the run");
+        .expect("the run opens")
+}
+
+fn write_forever(path: &str) -> ! {
+    let mut ledger = Ledger::open(path.as_ref()).expect("child opens the ledger");
+    let run = open_run(&mut ledger);
     let mut step = ledger.last_step(run).expect("last step") + 1;
     loop {
         let receipt = ledger
@@ -94,14 +98,7 @@ fn kill_minus_nine_never_undercounts_released_steps() {
         }
 
         let mut ledger = Ledger::open(&path).unwrap();
-        let run = ledger
-            .open_run(
-                &dataset(),
-                None,
-                &spec(),
-                UNIX_EPOCH + Duration::from_secs(1),
-            )
-            .unwrap();
+        let run = open_run(&mut ledger);
         let recorded = ledger.last_step(run).unwrap();
         assert!(
             recorded >= released,
