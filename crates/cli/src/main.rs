@@ -95,7 +95,21 @@ impl From<AccountantError> for Failure {
 
 pub type Outcome = Result<(), Failure>;
 
+/// candle runs its element-wise ops on a thread pool of its own whose idle
+/// workers spin, while the training kernels and matrix products run on
+/// rayon's pool; two spinning pools on the same cores slowed a SmolLM2
+/// training step by 10%. What is left to candle's pool is small, so it gets
+/// one thread unless the user sets `CANDLE_NUM_THREADS`.
+fn keep_candle_off_the_training_cores() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // First thing in `main`: no other thread exists yet to read the
+        // environment concurrently.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    keep_candle_off_the_training_cores();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{Result, TrainError};
 use crate::lora::{LoraConfig, Target};
+use crate::model::Precision;
 
 #[derive(Debug, Deserialize)]
 struct PrivacyFile {
@@ -63,6 +64,7 @@ struct TrainingSection {
     micro_batch_size: Option<usize>,
     #[serde(default = "default_checkpoint_every")]
     checkpoint_every: u64,
+    precision: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +110,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub max_seq_len: usize,
     pub checkpoint_every: u64,
+    /// How the frozen base weights are multiplied.
+    pub precision: Precision,
     pub lora: LoraConfig,
     /// Settings read but not applied by `pft train`, by YAML path.
     pub not_applied: Vec<String>,
@@ -228,6 +232,14 @@ impl TrainConfig {
                 t.weight_decay
             )));
         }
+        let precision = match t.precision.as_deref() {
+            None => Precision::F32,
+            Some(name) => Precision::parse(name).ok_or_else(|| {
+                bad_m(format!(
+                    "training.precision '{name}' is not one of f32, bf16, auto"
+                ))
+            })?,
+        };
         let a = m.adapters;
         if !a.kind.eq_ignore_ascii_case("lora") {
             return Err(bad_m(format!(
@@ -271,6 +283,7 @@ impl TrainConfig {
             weight_decay: t.weight_decay,
             max_seq_len: t.max_seq_len,
             checkpoint_every: t.checkpoint_every.max(1),
+            precision,
             lora,
             not_applied,
         })

@@ -14,6 +14,7 @@ pub mod dpsgd;
 pub mod error;
 pub mod fetch;
 pub mod fixtures;
+pub mod kernels;
 pub mod lora;
 pub mod model;
 pub mod optim;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TrainError};
+use crate::model::Precision;
 
 pub const FILE: &str = "privacy_report.json";
 
@@ -33,6 +34,8 @@ pub struct PrivacyReport {
     pub steps: u64,
     pub clip_norm: f64,
     pub expected_batch_size: usize,
+    /// How the frozen base weights were multiplied (never `auto`).
+    pub precision: Precision,
     /// Epsilon spent on this dataset by every run the ledger knows,
     /// composed (PLD), at this run's delta.
     pub dataset_total_epsilon: f64,

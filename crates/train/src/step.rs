@@ -14,7 +14,7 @@ use crate::data::Example;
 use crate::dpsgd;
 use crate::error::Result;
 use crate::lora::Lora;
-use crate::model::{Batch, Llama};
+use crate::model::{Batch, Gradients, Llama};
 
 /// How per-example gradients are combined.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,7 +35,7 @@ pub struct StepGradient {
     pub gradient: Vec<Tensor>,
     /// Each example's mean token loss.
     pub losses: Vec<f64>,
-    /// Each example's gradient norm before clipping.
+    /// Each example's gradient norm before clipping (DP steps only).
     pub norms: Vec<f64>,
     /// Real (non-padding) tokens processed.
     pub tokens: usize,
@@ -62,14 +62,21 @@ pub fn gradient(
         tokens += chunk.iter().map(|e| e.tokens.len()).sum::<usize>();
         let (batch_losses, tape) = model.forward_train(&batch, lora, rng)?;
         losses.extend(batch_losses.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        let grads = model.backward(tape, lora)?;
-        let example_norms = dpsgd::per_example_norms(&grads)?;
-        norms.extend(example_norms.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        let weights = match combine {
-            Combine::Private { clip_norm, .. } => dpsgd::clip_factors(&example_norms, clip_norm)?,
-            Combine::Plain => example_norms.ones_like()?,
+        let batch_sum = match combine {
+            Combine::Private { clip_norm, .. } => {
+                let grads = model.backward(tape, lora, Gradients::PerExample)?;
+                let example_norms = dpsgd::per_example_norms(&grads)?;
+                norms.extend(example_norms.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                let weights = dpsgd::clip_factors(&example_norms, clip_norm)?;
+                dpsgd::weighted_sum(&grads, &weights)?
+            }
+            Combine::Plain => {
+                let grads = model.backward(tape, lora, Gradients::Summed)?;
+                let one = Tensor::ones(1, model.dtype(), model.device())?;
+                dpsgd::weighted_sum(&grads, &one)?
+            }
         };
-        dpsgd::accumulate(&mut sum, dpsgd::weighted_sum(&grads, &weights)?)?;
+        dpsgd::accumulate(&mut sum, batch_sum)?;
     }
     let shapes: Vec<(Vec<usize>, DType)> = lora
         .parameters()

@@ -26,7 +26,7 @@ use crate::config::TrainConfig;
 use crate::data::{Dataset, Example};
 use crate::error::{Result, TrainError};
 use crate::lora::Lora;
-use crate::model::{self, LoadedModel};
+use crate::model::{self, LoadedModel, Precision};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::report::{self, Finish, PrivacyReport};
 use crate::step::{self, Combine};
@@ -109,9 +109,13 @@ pub fn plan(config: &TrainConfig, sample_rate: f64) -> Result<(f64, u64)> {
     }
 }
 
-fn config_fingerprint(config: &TrainConfig) -> String {
-    // Debug output is stable for a given build and covers every field.
-    hex::encode(Sha256::digest(format!("{config:?}").as_bytes()))
+fn config_fingerprint(config: &TrainConfig, precision: Precision) -> String {
+    // Debug output is stable for a given build and covers every field; the
+    // resolved precision joins it because `auto` may resolve differently on
+    // another machine, and a resumed run must compute what the first did.
+    hex::encode(Sha256::digest(
+        format!("{config:?} {precision:?}").as_bytes(),
+    ))
 }
 
 pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) -> Result<Outcome> {
@@ -142,8 +146,15 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         );
     }
 
+    let precision = config.precision.resolve();
+    if precision == Precision::Bf16 && options.dtype != DType::F32 {
+        return Err(TrainError::Invalid(format!(
+            "precision bf16 runs f32 activations; this run's dtype is {:?}",
+            options.dtype
+        )));
+    }
     let LoadedModel {
-        model,
+        mut model,
         tokenizer,
         weights_hash,
         source,
@@ -153,6 +164,9 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         &options.device,
         config.max_seq_len,
     )?;
+    if precision == Precision::Bf16 {
+        model.use_bf16_products()?;
+    }
     let dataset = Dataset::load(
         &options.data,
         &tokenizer,
@@ -183,7 +197,7 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         ));
     }
     let (noise_multiplier, planned) = plan(config, sample_rate)?;
-    let fingerprint = config_fingerprint(config);
+    let fingerprint = config_fingerprint(config, precision);
 
     // The generator, the adapter and the optimizer: fresh or resumed.
     let mut rng: ChaCha20Rng;
@@ -287,8 +301,9 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         accountant.record(noise_multiplier, sample_rate, done)?;
     }
     progress.message(&format!(
-        "run '{run_name}': {n} examples, sample rate {sample_rate:.4}, noise multiplier {noise_multiplier:.4}, clip norm {}, {planned} steps planned",
-        config.clip_norm
+        "run '{run_name}': {n} examples, sample rate {sample_rate:.4}, noise multiplier {noise_multiplier:.4}, clip norm {}, {planned} steps planned, {} products",
+        config.clip_norm,
+        precision.name()
     ));
     progress.start(planned, done);
 
@@ -413,6 +428,7 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         steps,
         clip_norm: config.clip_norm,
         expected_batch_size: config.expected_batch,
+        precision,
         dataset_total_epsilon,
         guarantee: report::guarantee(epsilon, config.delta),
         dataset: report::DatasetInfo {

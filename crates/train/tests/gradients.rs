@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use pft_train::data::Example;
 use pft_train::fixtures::{self, TinySpec};
 use pft_train::lora::{Lora, LoraConfig, Target};
-use pft_train::model::{self, Batch, Llama};
+use pft_train::model::{self, Batch, Gradients, Llama};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -73,7 +73,7 @@ fn per_example(model: &Llama, lora: &Lora, batch: &[&Example]) -> (Vec<f64>, Vec
     let b = Batch::from_examples(batch, DType::F64, &Device::Cpu).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(0);
     let (losses, tape) = model.forward_train(&b, lora, &mut rng).unwrap();
-    let grads = model.backward(tape, lora).unwrap();
+    let grads = model.backward(tape, lora, Gradients::PerExample).unwrap();
     let mut per = vec![Vec::new(); batch.len()];
     for layer in &grads.layers {
         for (da, db) in layer.iter().flatten() {

@@ -98,3 +98,96 @@ fn gguf_and_safetensors_load_the_same_model() {
         assert_ne!(hf.weights_hash, gg.weights_hash);
     }
 }
+
+/// bf16 products change the numbers a little and nothing else: logits and
+/// the LoRA gradient stay within bf16's rounding of their f32 values. On a
+/// CPU without AVX512-BF16 the switch must refuse with a clear error.
+#[test]
+fn bf16_products_stay_close_to_f32() {
+    use pft_train::data::Example;
+    use pft_train::lora::{Lora, LoraConfig, Target};
+    use pft_train::step::{self, Combine};
+    use rand::{Rng, SeedableRng};
+
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::write_hf(dir.path(), &TinySpec::default()).unwrap();
+    let exact = model::load(dir.path(), DType::F32, &Device::Cpu, 64)
+        .unwrap()
+        .model;
+    let mut fast = exact.clone();
+    if let Err(e) = fast.use_bf16_products() {
+        assert!(!pft_train::kernels::bf16::supported());
+        assert!(e.to_string().contains("AVX512-BF16"), "{e}");
+        return;
+    }
+    let ids: Vec<u32> = (0..16).map(|i| (i * 53 % 250) as u32).collect();
+    let tokens = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let a = exact.logits(&tokens, None).unwrap();
+    let b = fast.logits(&tokens, None).unwrap();
+    let diff = max_abs_diff(&a, &b);
+    let scale = max_abs_diff(&a, &a.zeros_like().unwrap());
+    assert!(diff > 0.0, "the bf16 products did not run");
+    assert!(
+        diff < 0.02 * scale,
+        "bf16 logits off by {diff} (scale {scale})"
+    );
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: Target::ALL.to_vec(),
+    };
+    let mut lora = Lora::init(&cfg, &exact.config, DType::F32, &Device::Cpu, &mut rng).unwrap();
+    let values: Vec<Tensor> = lora
+        .parameters()
+        .into_iter()
+        .map(|(_, t)| {
+            let v: Vec<f32> = (0..t.elem_count())
+                .map(|_| rng.random_range(-0.2..0.2))
+                .collect();
+            Tensor::from_vec(v, t.shape(), &Device::Cpu).unwrap()
+        })
+        .collect();
+    lora.set_parameters(values).unwrap();
+    let examples: Vec<Example> = (0..3)
+        .map(|e| Example {
+            tokens: (0..12).map(|i| ((e * 31 + i * 17) % 250) as u32).collect(),
+            supervised: vec![true; 12],
+        })
+        .collect();
+    let refs: Vec<&Example> = examples.iter().collect();
+    let gradient = |m: &model::Llama| -> Vec<f64> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0);
+        step::gradient(m, &lora, &refs, 3, 3.0, Combine::Plain, &mut rng)
+            .unwrap()
+            .gradient
+            .iter()
+            .flat_map(|g| {
+                g.flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (g32, g16) = (gradient(&exact), gradient(&fast));
+    let norm = g32.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let err = g32
+        .iter()
+        .zip(&g16)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(norm > 0.0);
+    assert!(
+        err < 0.02 * norm,
+        "bf16 gradient off by {err} (norm {norm})"
+    );
+}

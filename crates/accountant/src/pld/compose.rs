@@ -585,7 +585,7 @@ pub(crate) fn compose(
         error_sum += weight * (first_order + evaluation + inverse_rounding);
     }
     product[0].im = 0.0;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         product[spectrum_len - 1].im = 0.0;
     }
     let mut circular = take_reals(n);
@@ -731,12 +731,12 @@ mod tests {
     fn fft_sizes_are_smooth_and_sufficient() {
         for n in [1, 2, 3, 5, 100, 1000, 4097, 100_000, 200_000, 600_000] {
             let s = fft_size_at_least(n);
-            assert!(s >= n && s % 2 == 0, "{n} -> {s}");
+            assert!(s >= n && s.is_multiple_of(2), "{n} -> {s}");
             let mut r = s;
-            while r % 2 == 0 {
+            while r.is_multiple_of(2) {
                 r /= 2;
             }
-            while r % 3 == 0 {
+            while r.is_multiple_of(3) {
                 r /= 3;
             }
             assert_eq!(r, 1, "{s} has a factor other than 2 and 3");

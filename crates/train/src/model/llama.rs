@@ -17,24 +17,25 @@
 //! `i` owning rows `i*T .. (i+1)*T`; sequences are right-padded, so causal
 //! attention alone keeps padding from reaching real tokens.
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use rand::Rng;
 
 use super::ModelConfig;
 use crate::error::{Result, TrainError};
+use crate::kernels::{self, Frozen, Rotary};
 use crate::lora::{Lora, Target};
 
 /// A frozen projection `y = x W^T (+ b)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// (out, in)
-    pub weight: Tensor,
+    pub weight: Frozen,
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = self.weight.forward(x)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -43,7 +44,7 @@ impl Linear {
 
     /// Input gradient only: the weight is frozen.
     fn backward_input(&self, dy: &Tensor) -> Result<Tensor> {
-        Ok(dy.matmul(&self.weight)?)
+        self.weight.backward(dy)
     }
 }
 
@@ -82,7 +83,7 @@ pub struct Llama {
     pub blocks: Vec<Block>,
     pub final_norm: Tensor,
     /// (vocab, d); the embedding when tied.
-    pub lm_head: Tensor,
+    pub lm_head: Frozen,
     rope: Rope,
 }
 
@@ -130,57 +131,6 @@ impl Rope {
     }
 }
 
-/// `cat(-x2, x1)` on the last dimension.
-fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    Ok(Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?)
-}
-
-/// Transpose of [`rotate_half`]: `cat(y2, -y1)`.
-fn rotate_half_transpose(y: &Tensor) -> Result<Tensor> {
-    let half = y.dim(D::Minus1)? / 2;
-    let y1 = y.narrow(D::Minus1, 0, half)?;
-    let y2 = y.narrow(D::Minus1, half, half)?;
-    Ok(Tensor::cat(&[&y2, &y1.neg()?], D::Minus1)?)
-}
-
-fn rope_forward(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok((x.broadcast_mul(cos)? + rotate_half(x)?.broadcast_mul(sin)?)?)
-}
-
-fn rope_backward(dy: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok((dy.broadcast_mul(cos)? + rotate_half_transpose(&dy.broadcast_mul(sin)?)?)?)
-}
-
-/// RMSNorm: `y = x r w` with `r = 1 / sqrt(mean(x^2) + eps)`; returns `r`
-/// for the backward pass.
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
-    let r = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    Ok((x.broadcast_mul(&r)?.broadcast_mul(w)?, r))
-}
-
-/// `dx = r g - x r^3 mean(x g)` with `g = dy w`.
-fn rms_norm_backward(dy: &Tensor, x: &Tensor, r: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let g = dy.broadcast_mul(w)?;
-    let mean_xg = (x * &g)?.mean_keepdim(D::Minus1)?;
-    let coef = (r.powf(3.0)? * mean_xg)?;
-    Ok((g.broadcast_mul(r)? - x.broadcast_mul(&coef)?)?)
-}
-
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
-}
-
-/// Additive causal mask (0 on and below the diagonal, -inf above).
-fn causal_mask(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let values: Vec<f32> = (0..len)
-        .flat_map(|i| (0..len).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    Ok(Tensor::from_vec(values, (len, len), device)?.to_dtype(dtype)?)
-}
-
 /// What the LoRA branch of one projection saved for its backward.
 struct LoraTape {
     /// Dropout-scaled input (N, in), or the input itself without dropout.
@@ -193,15 +143,13 @@ struct LoraTape {
 
 struct BlockTape {
     h: Tensor,
-    r1: Tensor,
     /// Attention probabilities (B, H, T, T).
     p: Tensor,
-    /// Post-rope queries (B, H, T, hd) and keys/values repeated to H heads.
+    /// Post-rope queries (B, H, T, hd) and keys, values (B, Hkv, T, hd).
     q: Tensor,
     k: Tensor,
     v: Tensor,
     h2: Tensor,
-    r2: Tensor,
     gate: Tensor,
     up: Tensor,
     lora: [Option<LoraTape>; 7],
@@ -215,12 +163,21 @@ pub struct Tape {
     seq: usize,
     blocks: Vec<BlockTape>,
     last_h: Tensor,
-    last_r: Tensor,
     d_normed: Tensor,
 }
 
-/// Per-example gradients of every LoRA factor: `layers[l][t] = (dA, dB)`
-/// with `dA` (batch, r, in) and `dB` (batch, out, r).
+/// Which LoRA gradients [`Llama::backward`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gradients {
+    /// One gradient per example (DP-SGD clips each).
+    PerExample,
+    /// The batch's summed gradient only (the non-private step).
+    Summed,
+}
+
+/// Gradients of every LoRA factor: `layers[l][t] = (dA, dB)` with `dA`
+/// (g, r, in) and `dB` (g, out, r), where `g` is the batch size for
+/// [`Gradients::PerExample`] and 1 for [`Gradients::Summed`].
 pub struct LoraGrads {
     pub layers: Vec<[Option<(Tensor, Tensor)>; 7]>,
 }
@@ -262,7 +219,7 @@ impl Llama {
             dtype,
             &device,
         )?;
-        let lm_head = lm_head.unwrap_or_else(|| embed.clone());
+        let lm_head = Frozen::Dense(lm_head.unwrap_or_else(|| embed.clone()));
         Ok(Llama {
             config,
             embed,
@@ -281,6 +238,33 @@ impl Llama {
         self.embed.device()
     }
 
+    /// Stores every frozen projection and the LM head in bf16 and runs
+    /// their products with bf16 inputs and f32 accumulation. The embedding
+    /// lookup, norms and everything trainable stay f32.
+    pub fn use_bf16_products(&mut self) -> Result<()> {
+        if !kernels::bf16::supported() {
+            return Err(TrainError::Invalid(
+                "precision bf16 needs a CPU with AVX512-BF16, which this one lacks; use precision f32 (or auto)"
+                    .into(),
+            ));
+        }
+        for block in &mut self.blocks {
+            for linear in [
+                &mut block.q,
+                &mut block.k,
+                &mut block.v,
+                &mut block.o,
+                &mut block.gate,
+                &mut block.up,
+                &mut block.down,
+            ] {
+                linear.weight = linear.weight.to_bf16()?;
+            }
+        }
+        self.lm_head = self.lm_head.to_bf16()?;
+        Ok(())
+    }
+
     /// Longest sequence the rotary tables cover.
     pub fn max_len(&self) -> usize {
         self.rope.cos.dims()[0]
@@ -292,9 +276,10 @@ impl Llama {
         let h = self
             .run_blocks(tokens, lora, None::<&mut rand::rngs::ThreadRng>, false)?
             .0;
-        let (normed, _) = rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
-        Ok(normed
-            .matmul(&self.lm_head.t()?)?
+        let normed = kernels::rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
+        Ok(self
+            .lm_head
+            .forward(&normed)?
             .reshape((b, t, self.config.vocab_size))?)
     }
 
@@ -308,8 +293,15 @@ impl Llama {
     ) -> Result<(Tensor, Tape)> {
         let (h, blocks) = self.run_blocks(&batch.tokens, Some(lora), Some(rng), true)?;
         let blocks = blocks.expect("training forward records a tape");
-        let (normed, r) = rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
-        let (losses, d_normed) = self.loss_and_gradient(&normed, batch)?;
+        let normed = kernels::rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
+        let (row_losses, d_normed) = kernels::cross_entropy(
+            &normed,
+            &self.lm_head,
+            &batch.targets,
+            &batch.weights,
+            LOSS_CHUNK,
+        )?;
+        let losses = row_losses.reshape((batch.batch, batch.seq))?.sum(1)?;
         Ok((
             losses,
             Tape {
@@ -317,40 +309,9 @@ impl Llama {
                 seq: batch.seq,
                 blocks,
                 last_h: h,
-                last_r: r,
                 d_normed,
             },
         ))
-    }
-
-    /// Weighted cross-entropy per example and its gradient with respect to
-    /// the normed hidden states, in row chunks.
-    fn loss_and_gradient(&self, normed: &Tensor, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        let n = batch.batch * batch.seq;
-        let mut row_losses = Vec::with_capacity(n.div_ceil(LOSS_CHUNK));
-        let mut grads = Vec::with_capacity(n.div_ceil(LOSS_CHUNK));
-        let head_t = self.lm_head.t()?;
-        for start in (0..n).step_by(LOSS_CHUNK) {
-            let len = LOSS_CHUNK.min(n - start);
-            let x = normed.narrow(0, start, len)?;
-            let targets = batch.targets.narrow(0, start, len)?;
-            let weights = batch.weights.narrow(0, start, len)?.unsqueeze(1)?;
-            let logits = x.matmul(&head_t)?;
-            let max = logits.max_keepdim(D::Minus1)?;
-            let shifted = logits.broadcast_sub(&max)?;
-            let exp = shifted.exp()?;
-            let sum = exp.sum_keepdim(D::Minus1)?;
-            let target_logit = shifted.gather(&targets.unsqueeze(1)?, 1)?;
-            // loss = log sum exp - logit[target], weighted.
-            row_losses.push(((sum.log()? - target_logit)? * &weights)?);
-            let softmax = exp.broadcast_div(&sum)?;
-            let onehot = Tensor::zeros(logits.shape(), logits.dtype(), logits.device())?
-                .scatter_add(&targets.unsqueeze(1)?, &weights, 1)?;
-            let d_logits = (softmax.broadcast_mul(&weights)? - onehot)?;
-            grads.push(d_logits.matmul(&self.lm_head)?);
-        }
-        let row_losses = Tensor::cat(&row_losses, 0)?.reshape((batch.batch, batch.seq))?;
-        Ok((row_losses.sum(1)?, Tensor::cat(&grads, 0)?))
     }
 
     /// Embedding lookup and the decoder blocks; with `record`, the tape.
@@ -372,14 +333,15 @@ impl Llama {
             }
         }
         let (cos, sin) = self.rope.tables(t)?;
-        let mask = causal_mask(t, self.dtype(), self.device())?;
+        let rotary = Rotary {
+            cos: &cos,
+            sin: &sin,
+        };
         let mut h = self.embed.index_select(&tokens.flatten_all()?, 0)?;
         let mut tapes = record.then(|| Vec::with_capacity(self.blocks.len()));
         let heads = cfg.num_attention_heads;
         let kv_heads = cfg.num_key_value_heads;
-        let groups = heads / kv_heads;
-        let hd = cfg.head_dim;
-        let scale = 1.0 / (hd as f64).sqrt();
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
         for (l, block) in self.blocks.iter().enumerate() {
             let mut lora_tapes: [Option<LoraTape>; 7] = Default::default();
             let mut project =
@@ -415,43 +377,31 @@ impl Llama {
                     Ok(out)
                 };
             // Attention.
-            let (a, r1) = rms_norm(&h, &block.attn_norm, cfg.rms_norm_eps)?;
+            let a = kernels::rms_norm(&h, &block.attn_norm, cfg.rms_norm_eps)?;
             let q = project(Target::Q, &a, &mut rng)?;
             let k = project(Target::K, &a, &mut rng)?;
             let v = project(Target::V, &a, &mut rng)?;
-            let heads_first = |x: Tensor, n: usize| -> Result<Tensor> {
-                Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
-            };
-            let q = rope_forward(&heads_first(q, heads)?, &cos, &sin)?;
-            let k = rope_forward(&heads_first(k, kv_heads)?, &cos, &sin)?;
-            let v = heads_first(v, kv_heads)?;
-            let (k, v) = (repeat_kv(&k, groups)?, repeat_kv(&v, groups)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let p = softmax_last(&scores)?;
-            let o = p
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b * t, heads * hd))?;
+            let q = kernels::split_heads(&q, b, t, heads, Some(&rotary))?;
+            let k = kernels::split_heads(&k, b, t, kv_heads, Some(&rotary))?;
+            let v = kernels::split_heads(&v, b, t, kv_heads, None)?;
+            let (p, o) = kernels::attention(&q, &k, &v, scale)?;
             let attn_out = project(Target::O, &o, &mut rng)?;
             let h2 = (&h + attn_out)?;
             // MLP.
-            let (m, r2) = rms_norm(&h2, &block.mlp_norm, cfg.rms_norm_eps)?;
+            let m = kernels::rms_norm(&h2, &block.mlp_norm, cfg.rms_norm_eps)?;
             let gate = project(Target::Gate, &m, &mut rng)?;
             let up = project(Target::Up, &m, &mut rng)?;
-            let act = ((&gate * sigmoid(&gate)?)? * &up)?;
+            let act = kernels::swiglu(&gate, &up)?;
             let down = project(Target::Down, &act, &mut rng)?;
             let h3 = (&h2 + down)?;
             if let Some(tapes) = tapes.as_mut() {
                 tapes.push(BlockTape {
                     h,
-                    r1,
                     p,
                     q,
                     k,
                     v,
                     h2,
-                    r2,
                     gate,
                     up,
                     lora: lora_tapes,
@@ -462,19 +412,27 @@ impl Llama {
         Ok((h, tapes))
     }
 
-    /// Backward pass: per-example gradients of every LoRA factor.
-    pub fn backward(&self, tape: Tape, lora: &Lora) -> Result<LoraGrads> {
+    /// Backward pass: the gradients of every LoRA factor, per example or
+    /// summed over the batch.
+    pub fn backward(&self, tape: Tape, lora: &Lora, mode: Gradients) -> Result<LoraGrads> {
         let cfg = &self.config;
         let (b, t) = (tape.batch, tape.seq);
-        let heads = cfg.num_attention_heads;
-        let kv_heads = cfg.num_key_value_heads;
-        let groups = heads / kv_heads;
-        let hd = cfg.head_dim;
-        let scale = 1.0 / (hd as f64).sqrt();
+        // Summed gradients are per-example gradients of one example made
+        // of all the batch's rows.
+        let (groups, rows_per_group) = match mode {
+            Gradients::PerExample => (b, t),
+            Gradients::Summed => (1, b * t),
+        };
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+        let eps = cfg.rms_norm_eps;
         let s = lora.scale();
         let (cos, sin) = self.rope.tables(t)?;
+        let rotary = Rotary {
+            cos: &cos,
+            sin: &sin,
+        };
         let mut dh =
-            rms_norm_backward(&tape.d_normed, &tape.last_h, &tape.last_r, &self.final_norm)?;
+            kernels::rms_norm_backward(&tape.d_normed, &tape.last_h, &self.final_norm, eps)?;
         let mut grads: Vec<[Option<(Tensor, Tensor)>; 7]> =
             (0..self.blocks.len()).map(|_| Default::default()).collect();
         for (l, (block, bt)) in self.blocks.iter().zip(tape.blocks).enumerate().rev() {
@@ -490,8 +448,15 @@ impl Llama {
                     if let (Some(pair), Some(lt)) =
                         (lora.get(l, target), bt.lora[slot(target)].as_ref())
                     {
-                        let (da, db, dx_lora) =
-                            lora_backward(pair.a.clone(), &pair.b, lt, dy, s, b, t, want_input)?;
+                        let (da, db, dx_lora) = lora_backward(
+                            &pair.a,
+                            &pair.b,
+                            lt,
+                            dy,
+                            s,
+                            (groups, rows_per_group),
+                            want_input,
+                        )?;
                         grads[l][slot(target)] = Some((da, db));
                         if let (Some(dx), Some(extra)) = (dx.as_mut(), dx_lora) {
                             *dx = (&*dx + extra)?;
@@ -501,38 +466,17 @@ impl Llama {
                 };
             // MLP.
             let d_act = through(Target::Down, &dh, true)?.expect("input gradient requested");
-            let sig = sigmoid(&bt.gate)?;
-            let silu = (&bt.gate * &sig)?;
-            let d_up = (&d_act * &silu)?;
-            // d silu(g)/dg = sig (1 + g (1 - sig))
-            let dsilu = (&sig * ((&bt.gate * (1.0 - &sig)?)? + 1.0)?)?;
-            let d_gate = ((&d_act * &bt.up)? * dsilu)?;
+            let (d_gate, d_up) = kernels::swiglu_backward(&d_act, &bt.gate, &bt.up)?;
             let dm = (through(Target::Gate, &d_gate, true)?.expect("requested")
                 + through(Target::Up, &d_up, true)?.expect("requested"))?;
-            let dh2 = (&dh + rms_norm_backward(&dm, &bt.h2, &bt.r2, &block.mlp_norm)?)?;
+            let dh2 = (&dh + kernels::rms_norm_backward(&dm, &bt.h2, &block.mlp_norm, eps)?)?;
             // Attention.
             let d_o = through(Target::O, &dh2, true)?.expect("requested");
-            let d_o = d_o
-                .reshape((b, t, heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let dv = bt.p.t()?.matmul(&d_o)?;
-            let dp = d_o.matmul(&bt.v.t()?)?;
-            let row = (&dp * &bt.p)?.sum_keepdim(D::Minus1)?;
-            let ds = (&bt.p * dp.broadcast_sub(&row)?)?;
-            let dq = (ds.matmul(&bt.k)? * scale)?;
-            let dk = (ds.t()?.matmul(&bt.q)? * scale)?;
-            let dq = rope_backward(&dq, &cos, &sin)?;
-            let dk = rope_backward(&sum_kv(&dk, groups)?, &cos, &sin)?;
-            let dv = sum_kv(&dv, groups)?;
-            let rows_first = |x: Tensor, n: usize| -> Result<Tensor> {
-                Ok(x.transpose(1, 2)?.contiguous()?.reshape((b * t, n * hd))?)
-            };
-            let (dq, dk, dv) = (
-                rows_first(dq, heads)?,
-                rows_first(dk, kv_heads)?,
-                rows_first(dv, kv_heads)?,
-            );
+            let (dq, dk, dv) =
+                kernels::attention_backward(&d_o, &bt.p, &bt.q, &bt.k, &bt.v, scale)?;
+            let dq = kernels::merge_heads(&dq, Some(&rotary))?;
+            let dk = kernels::merge_heads(&dk, Some(&rotary))?;
+            let dv = kernels::merge_heads(&dv, None)?;
             // Nothing below layer 0 trains: skip its input gradient.
             let want = l > 0;
             let da_q = through(Target::Q, &dq, want)?;
@@ -540,7 +484,7 @@ impl Llama {
             let da_v = through(Target::V, &dv, want)?;
             if let (Some(q), Some(k), Some(v)) = (da_q, da_k, da_v) {
                 let da = ((q + k)? + v)?;
-                dh = (&dh2 + rms_norm_backward(&da, &bt.h, &bt.r1, &block.attn_norm)?)?;
+                dh = (&dh2 + kernels::rms_norm_backward(&da, &bt.h, &block.attn_norm, eps)?)?;
             }
         }
         Ok(LoraGrads { layers: grads })
@@ -554,16 +498,15 @@ fn slot(target: Target) -> usize {
         .expect("every target is in ALL")
 }
 
-/// Per-example `dA`, `dB` and, if asked, the LoRA branch's input gradient.
-#[allow(clippy::too_many_arguments)]
+/// `dA`, `dB` per group of consecutive rows (an example, or the whole
+/// batch) and, if asked, the LoRA branch's input gradient.
 fn lora_backward(
-    a: Tensor,
+    a: &Tensor,
     b_factor: &Tensor,
     tape: &LoraTape,
     dy: &Tensor,
     s: f64,
-    batch: usize,
-    seq: usize,
+    (batch, seq): (usize, usize),
     want_input: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let out = dy.dim(1)?;
@@ -578,7 +521,7 @@ fn lora_backward(
     let x3 = tape.x.reshape((batch, seq, fan_in))?;
     let da = du.reshape((batch, seq, r))?.transpose(1, 2)?.matmul(&x3)?;
     let dx = if want_input {
-        let dx = du.matmul(&a)?;
+        let dx = du.matmul(a)?;
         Some(match &tape.mask {
             Some(mask) => (dx * mask)?,
             None => dx,
@@ -587,34 +530,6 @@ fn lora_backward(
         None
     };
     Ok((da, db, dx))
-}
-
-/// (B, Hkv, T, hd) -> (B, Hkv * groups, T, hd), each KV head serving
-/// `groups` consecutive query heads.
-fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
-    if groups == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, t, hd) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, kv, groups, t, hd))?
-        .contiguous()?
-        .reshape((b, kv * groups, t, hd))?)
-}
-
-/// Backward of [`repeat_kv`]: sum each group's gradients.
-fn sum_kv(dx: &Tensor, groups: usize) -> Result<Tensor> {
-    if groups == 1 {
-        return Ok(dx.clone());
-    }
-    let (b, h, t, hd) = dx.dims4()?;
-    Ok(dx.reshape((b, h / groups, groups, t, hd))?.sum(2)?)
-}
-
-fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let e = x.broadcast_sub(&max)?.exp()?;
-    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
 /// The last position's logits of each sequence: (B, vocab).

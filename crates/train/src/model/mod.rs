@@ -16,10 +16,54 @@ use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
 pub use config::{Family, ModelConfig};
-pub use llama::{Batch, Block, Linear, Llama, LoraGrads, Tape};
+pub use llama::{Batch, Block, Gradients, Linear, Llama, LoraGrads, Tape};
 
 use crate::error::{Result, TrainError};
+use crate::kernels::Frozen;
 use crate::tokenizer::TextTokenizer;
+
+/// How the frozen base weights are stored and multiplied. LoRA factors,
+/// activations, gradients, norms, softmax and the optimizer are f32 (or the
+/// model's dtype) whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The model's dtype throughout.
+    F32,
+    /// Base weights in bfloat16, products with bf16 inputs and f32
+    /// accumulation (about 2x the f32 speed; needs AVX512-BF16).
+    Bf16,
+    /// `bf16` where the CPU supports it, else `f32`.
+    Auto,
+}
+
+impl Precision {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Some(Precision::F32),
+            "bf16" | "bfloat16" => Some(Precision::Bf16),
+            "auto" => Some(Precision::Auto),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Auto => "auto",
+        }
+    }
+
+    /// What this machine will run: never `Auto`.
+    pub fn resolve(self) -> Precision {
+        match self {
+            Precision::Auto if crate::kernels::bf16::supported() => Precision::Bf16,
+            Precision::Auto => Precision::F32,
+            other => other,
+        }
+    }
+}
 
 /// A model ready to train: the decoder, its tokenizer, and where it came
 /// from.
@@ -232,7 +276,7 @@ fn assemble(
         let p = |m: &str| format!("model.layers.{l}.{m}");
         let mut linear = |m: &str, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                weight: fetch(&p(&format!("{m}.weight")))?,
+                weight: Frozen::Dense(fetch(&p(&format!("{m}.weight")))?),
                 bias: if bias {
                     Some(fetch(&p(&format!("{m}.bias")))?)
                 } else {
@@ -286,32 +330,32 @@ fn check_shapes(config: &ModelConfig, embed: &Tensor, blocks: &[Block]) -> Resul
     for (l, b) in blocks.iter().enumerate() {
         expect(
             &format!("layer {l} q_proj"),
-            b.q.weight.dims(),
+            &b.q.weight.dims(),
             &[config.q_size(), d],
         )?;
         expect(
             &format!("layer {l} k_proj"),
-            b.k.weight.dims(),
+            &b.k.weight.dims(),
             &[config.kv_size(), d],
         )?;
         expect(
             &format!("layer {l} v_proj"),
-            b.v.weight.dims(),
+            &b.v.weight.dims(),
             &[config.kv_size(), d],
         )?;
         expect(
             &format!("layer {l} o_proj"),
-            b.o.weight.dims(),
+            &b.o.weight.dims(),
             &[d, config.q_size()],
         )?;
         expect(
             &format!("layer {l} gate_proj"),
-            b.gate.weight.dims(),
+            &b.gate.weight.dims(),
             &[config.intermediate_size, d],
         )?;
         expect(
             &format!("layer {l} down_proj"),
-            b.down.weight.dims(),
+            &b.down.weight.dims(),
             &[d, config.intermediate_size],
         )?;
     }
