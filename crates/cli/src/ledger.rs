@@ -21,7 +21,7 @@ pub struct LedgerLocation {
 }
 
 impl LedgerLocation {
-    fn path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn path(&self) -> anyhow::Result<PathBuf> {
         if let Some(path) = &self.ledger {
             return Ok(path.clone());
         }

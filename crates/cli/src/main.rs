@@ -5,6 +5,7 @@
 mod bench;
 mod ledger;
 mod privacy;
+mod train;
 
 use std::process::ExitCode;
 
@@ -31,15 +32,27 @@ enum Command {
     /// The durable privacy-budget ledger.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// DP-SGD LoRA fine-tuning: calibrated noise, per-example clipping,
+    /// budget stop, resumable runs, a privacy report.
+    Train(train::TrainArgs),
+    /// Loss and perplexity of a model (with an adapter or without) on data.
+    Eval(train::EvalArgs),
+    /// Generate text with a model and, optionally, a trained adapter.
+    Generate(train::GenerateArgs),
+    /// Bundled models: install and list.
+    #[command(subcommand)]
+    Model(train::ModelCommand),
     /// Benchmarks that print ratios against baselines measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
-/// How a command failed: bad input (exit 2, one line saying what to fix) or
-/// anything else (exit 1).
+/// How a command failed: bad input (exit 2, one line saying what to fix),
+/// stopped by the user (exit 130), or anything else (exit 1).
 pub enum Failure {
     Usage(String),
+    /// Stopped on request before finishing (exit 130, as after SIGINT).
+    Stopped(String),
     Other(anyhow::Error),
 }
 
@@ -135,6 +148,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Privacy(c) => privacy::run(c),
         Command::Ledger(c) => ledger::run(c),
+        Command::Train(a) => train::train(a),
+        Command::Eval(a) => train::eval(a),
+        Command::Generate(a) => train::generate(a),
+        Command::Model(c) => train::model(c),
         Command::Bench(c) => bench::run(c),
     };
     match outcome {
@@ -142,6 +159,10 @@ fn main() -> ExitCode {
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
+        }
+        Err(Failure::Stopped(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(130)
         }
         Err(Failure::Other(e)) => {
             eprintln!("error: {e:#}");

@@ -16,6 +16,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::Result;
+use crate::kernels;
 use crate::model::LoraGrads;
 
 /// Indices of a Poisson sample of `n` examples at rate `q`: each index
@@ -62,23 +63,21 @@ pub fn per_example_norms(grads: &LoraGrads) -> Result<Tensor> {
 }
 
 /// Clipping factors `min(1, C / norm_i)`.
-pub fn clip_factors(norms: &Tensor, clip_norm: f64) -> Result<Tensor> {
+pub fn clip_factors(norms: &Tensor, clip_norm: f64) -> Result<Vec<f64>> {
     let norms64: Vec<f64> = norms.to_dtype(DType::F64)?.to_vec1()?;
-    let factors: Vec<f64> = norms64
+    Ok(norms64
         .iter()
         .map(|&n| if n > clip_norm { clip_norm / n } else { 1.0 })
-        .collect();
-    Ok(Tensor::from_vec(factors, norms64.len(), norms.device())?.to_dtype(norms.dtype())?)
+        .collect())
 }
 
 /// `sum_i w_i g_i` for every factor, in [`crate::lora::Lora::parameters`]
 /// order; `weights` = clip factors for DP, ones for a plain step.
-pub fn weighted_sum(grads: &LoraGrads, weights: &Tensor) -> Result<Vec<Tensor>> {
+pub fn weighted_sum(grads: &LoraGrads, weights: &[f64]) -> Result<Vec<Tensor>> {
     let mut out = Vec::new();
-    let w = weights.reshape((weights.dim(0)?, 1, 1))?;
     for (da, db) in grads.layers.iter().flatten().flatten() {
-        out.push(da.broadcast_mul(&w)?.sum(0)?);
-        out.push(db.broadcast_mul(&w)?.sum(0)?);
+        out.push(kernels::weighted_batch_sum(da, weights)?);
+        out.push(kernels::weighted_batch_sum(db, weights)?);
     }
     Ok(out)
 }

@@ -34,6 +34,28 @@ pub struct TinySpec {
     pub tied: bool,
     pub qkv_bias: bool,
     pub seed: u64,
+    /// Rows of the embedding: at least the tokenizer's (see
+    /// [`tiny_vocab_size`]); larger for benchmarks that need a realistic
+    /// output layer.
+    pub vocab: usize,
+}
+
+impl TinySpec {
+    /// The 4-layer, 256-wide llama (4 heads of 64, 2 KV heads, SwiGLU 688,
+    /// vocabulary 8192) that the Opacus anchor benchmark trains as `tiny`.
+    pub fn benchmark() -> Self {
+        TinySpec {
+            hidden: 256,
+            layers: 4,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 688,
+            tied: true,
+            qkv_bias: false,
+            seed: 0,
+            vocab: 8192,
+        }
+    }
 }
 
 impl Default for TinySpec {
@@ -47,6 +69,7 @@ impl Default for TinySpec {
             tied: true,
             qkv_bias: false,
             seed: 7,
+            vocab: tiny_vocab_size(),
         }
     }
 }
@@ -98,7 +121,7 @@ pub fn tiny_vocab_size() -> usize {
 /// Writes a Hugging Face model directory and returns its weights by name.
 pub fn write_hf(dir: &Path, spec: &TinySpec) -> Result<HashMap<String, Tensor>> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let vocab = tiny_vocab_size();
+    let vocab = spec.vocab.max(tiny_vocab_size());
     let head_dim = spec.hidden / spec.heads;
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
@@ -214,7 +237,7 @@ fn random_weights(spec: &TinySpec, vocab: usize) -> Result<HashMap<String, Tenso
 /// and q/k row order, byte-level BPE tokenizer and chat template in the
 /// metadata).
 pub fn write_gguf(path: &Path, spec: &TinySpec, weights: &HashMap<String, Tensor>) -> Result<()> {
-    let vocab = tiny_vocab_size();
+    let vocab = spec.vocab.max(tiny_vocab_size());
     let (_, mut tokens, merges) = tiny_tokenizer()?;
     // Pad the vocabulary to the model's size, as converters do.
     while tokens.len() < vocab {

@@ -72,8 +72,7 @@ pub fn gradient(
             }
             Combine::Plain => {
                 let grads = model.backward(tape, lora, Gradients::Summed)?;
-                let one = Tensor::ones(1, model.dtype(), model.device())?;
-                dpsgd::weighted_sum(&grads, &one)?
+                dpsgd::weighted_sum(&grads, &[1.0])?
             }
         };
         dpsgd::accumulate(&mut sum, batch_sum)?;

@@ -191,3 +191,41 @@ fn bf16_products_stay_close_to_f32() {
         "bf16 gradient off by {err} (norm {norm})"
     );
 }
+
+/// Incremental decoding with the key/value cache gives, position by
+/// position, the logits of the full forward pass.
+#[test]
+fn cached_decoding_matches_the_full_forward_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinySpec {
+        qkv_bias: true,
+        ..TinySpec::default()
+    };
+    fixtures::write_hf(dir.path(), &spec).unwrap();
+    let m = model::load(dir.path(), DType::F32, &Device::Cpu, 64)
+        .unwrap()
+        .model;
+    let ids: Vec<u32> = (0..11).map(|i| (i * 29 % 250) as u32).collect();
+    let tokens = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let full = m.logits(&tokens, None).unwrap().squeeze(0).unwrap();
+    let mut cache = m.new_cache();
+    let prompt = 6;
+    let first = m
+        .forward_cached(&tokens.narrow(1, 0, prompt).unwrap(), &mut cache, None)
+        .unwrap();
+    let mut pairs = vec![(first.squeeze(0).unwrap(), full.get(prompt - 1).unwrap())];
+    for pos in prompt..ids.len() {
+        let next = m
+            .forward_cached(&tokens.narrow(1, pos, 1).unwrap(), &mut cache, None)
+            .unwrap();
+        pairs.push((next.squeeze(0).unwrap(), full.get(pos).unwrap()));
+    }
+    assert_eq!(cache.len(), ids.len());
+    for (i, (step, whole)) in pairs.iter().enumerate() {
+        let diff = max_abs_diff(step, whole);
+        assert!(diff < 1e-4, "position {i}: cached logits differ by {diff}");
+    }
+}

@@ -62,12 +62,22 @@ pub(crate) fn merge_heads(dy: &Tensor, rope: Option<&Rotary<'_>>) -> Result<Tens
     Ok(dx.transpose(1, 2)?.contiguous()?.reshape((b * t, n * hd))?)
 }
 
-/// Additive causal mask (0 on and below the diagonal, -inf above).
-fn causal_mask(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let values: Vec<f32> = (0..len)
-        .flat_map(|i| (0..len).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+/// Additive causal mask for `rows` queries that are the last of `cols`
+/// positions: 0 where query `i` may see key `j`, -inf after it.
+fn causal_mask(rows: usize, cols: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let offset = cols - rows;
+    let values: Vec<f32> = (0..rows)
+        .flat_map(|i| {
+            (0..cols).map(move |j| {
+                if j <= i + offset {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
-    Ok(Tensor::from_vec(values, (len, len), device)?.to_dtype(dtype)?)
+    Ok(Tensor::from_vec(values, (rows, cols), device)?.to_dtype(dtype)?)
 }
 
 /// (B, Hkv, T, hd) -> (B, Hkv * groups, T, hd), each KV head serving
@@ -107,7 +117,7 @@ pub(crate) fn attention(
 ) -> Result<(Tensor, Tensor)> {
     let groups = s.heads / s.kv_heads;
     let (k, v) = (repeat_kv(k, groups)?, repeat_kv(v, groups)?);
-    let mask = causal_mask(s.seq, q.dtype(), q.device())?;
+    let mask = causal_mask(s.seq, k.dim(2)?, q.dtype(), q.device())?;
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
     let p = softmax_last(&scores)?;
     let o = p
@@ -169,7 +179,8 @@ pub(crate) fn cross_entropy(
     targets: &Tensor,
     weights: &Tensor,
     chunk: usize,
-) -> Result<(Tensor, Tensor)> {
+    gradient: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let n = x.dim(0)?;
     let chunk = chunk.max(1);
     let mut row_losses = Vec::with_capacity(n.div_ceil(chunk));
@@ -188,11 +199,26 @@ pub(crate) fn cross_entropy(
         let target_logit = shifted.gather(&targets, 1)?;
         // loss = log sum exp - logit[target], weighted.
         row_losses.push(((sum.log()? - target_logit)? * &weights)?.squeeze(1)?);
+        if !gradient {
+            continue;
+        }
         let softmax = exp.broadcast_div(&sum)?;
         let onehot = Tensor::zeros(logits.shape(), logits.dtype(), logits.device())?
             .scatter_add(&targets, &weights, 1)?;
         let d_logits = (softmax.broadcast_mul(&weights)? - onehot)?;
         grads.push(d_logits.matmul(head)?);
     }
-    Ok((Tensor::cat(&row_losses, 0)?, Tensor::cat(&grads, 0)?))
+    let dx = if gradient {
+        Some(Tensor::cat(&grads, 0)?)
+    } else {
+        None
+    };
+    Ok((Tensor::cat(&row_losses, 0)?, dx))
+}
+
+pub(crate) fn weighted_batch_sum(g: &Tensor, weights: &[f64]) -> Result<Tensor> {
+    let mut shape = vec![weights.len()];
+    shape.extend(std::iter::repeat_n(1, g.rank() - 1));
+    let w = Tensor::from_vec(weights.to_vec(), shape, g.device())?.to_dtype(g.dtype())?;
+    Ok(g.broadcast_mul(&w)?.sum(0)?)
 }

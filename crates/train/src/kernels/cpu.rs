@@ -473,6 +473,22 @@ pub fn cross_entropy_in_place<T: Real>(
         });
 }
 
+/// `out = sum_i w[i] g[i]` for `g` holding `w.len()` rows of `out.len()`.
+pub fn weighted_rows_sum<T: Real>(g: &[T], w: &[T], out: &mut [T]) {
+    let width = out.len();
+    out.par_chunks_mut(4096)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let start = block * 4096;
+            for (i, &wi) in w.iter().enumerate() {
+                let row = &g[i * width + start..][..out.len()];
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += wi * v;
+                }
+            }
+        });
+}
+
 /// `c = a b^T` for row-major `a` (m, k) and `b` (n, k): the product with a
 /// frozen weight stored (out, in). Multi-threaded.
 pub fn matmul_transposed<T: Real>(a: &[T], b: &[T], k: usize, c: &mut [T]) {

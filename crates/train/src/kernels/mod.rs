@@ -310,9 +310,11 @@ pub(crate) fn merge_heads(dy: &Tensor, rope: Option<&Rotary<'_>>) -> Result<Tens
     }
 }
 
-/// Causal attention over head-major `q` (B, H, T, hd) and `k`, `v`
-/// (B, Hkv, T, hd): the probabilities (B, H, T, T) for the backward pass and
-/// the output as rows (B*T, H*hd).
+/// Causal attention over head-major `q` (B, H, Tq, hd) and `k`, `v`
+/// (B, Hkv, Tk, hd), the queries being the last `Tq` of the `Tk`
+/// positions: the probabilities (B, H, Tq, Tk) for the backward pass and
+/// the output as rows (B*Tq, H*hd). The CPU kernel covers training
+/// (`Tq == Tk`); incremental decoding takes the composite path.
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -320,6 +322,9 @@ pub(crate) fn attention(
     scale: f64,
 ) -> Result<(Tensor, Tensor)> {
     let shape = heads_of(q, k)?;
+    if k.dim(2)? != shape.seq {
+        return composite::attention(q, k, v, shape, scale);
+    }
     fn go<T: Real>(
         q: &Tensor,
         k: &Tensor,
@@ -456,24 +461,68 @@ pub(crate) fn swiglu_backward(
     }
 }
 
+/// `sum_i w_i g[i]` over the leading dimension of `g` (B, ...): the clipped
+/// sum of per-example gradients. `weights` has B entries.
+pub(crate) fn weighted_batch_sum(g: &Tensor, weights: &[f64]) -> Result<Tensor> {
+    fn go<T: Real>(g: &Tensor, weights: &[f64]) -> Result<Option<Tensor>> {
+        let Some([gv]) = views::<T, 1>([g]) else {
+            return Ok(None);
+        };
+        let rest = g.elem_count() / weights.len().max(1);
+        let w: Vec<T> = weights.iter().map(|&w| cpu_cast(w)).collect();
+        let mut out = vec![T::zero(); rest];
+        cpu::weighted_rows_sum(gv.slice(), &w, &mut out);
+        tensor(out, &g.dims()[1..]).map(Some)
+    }
+    if g.dim(0)? != weights.len() {
+        return Err(TrainError::Invalid(format!(
+            "{} weights for a batch of {}",
+            weights.len(),
+            g.dim(0)?
+        )));
+    }
+    match by_dtype(
+        g.dtype(),
+        || go::<f32>(g, weights),
+        || go::<f64>(g, weights),
+    )? {
+        Some(sum) => Ok(sum),
+        None => composite::weighted_batch_sum(g, weights),
+    }
+}
+
+fn cpu_cast<T: Real>(x: f64) -> T {
+    T::from(x).expect("f64 converts to every float type we instantiate")
+}
+
 /// Weighted cross-entropy of the logits `x head^T` for rows `x` (N, d)
-/// against `targets` (N,) u32 with `weights` (N,): per-row losses (N,) and
-/// the gradient with respect to `x`. The `(rows, vocab)` logits exist only
-/// `chunk` rows at a time, and rows of weight 0 cost nothing.
+/// against `targets` (N,) u32 with `weights` (N,): per-row losses (N,) and,
+/// with `gradient`, the gradient with respect to `x`. The `(rows, vocab)`
+/// logits exist only `chunk` rows at a time, and rows of weight 0 cost
+/// nothing.
 pub(crate) fn cross_entropy(
     x: &Tensor,
     head: &Frozen,
     targets: &Tensor,
     weights: &Tensor,
     chunk: usize,
-) -> Result<(Tensor, Tensor)> {
+    gradient: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let (n, d) = x.dims2()?;
+    let finish = |(losses, dx): (Vec<_>, Option<Vec<_>>)| -> Result<(Tensor, Option<Tensor>)> {
+        Ok((
+            tensor(losses, n)?,
+            dx.map(|dx| tensor(dx, (n, d))).transpose()?,
+        ))
+    };
     fn dense<T: Real>(
         x: &Tensor,
         head: &Tensor,
         targets: &Tensor,
         weights: &Tensor,
         chunk: usize,
-    ) -> Result<Option<(Tensor, Tensor)>> {
+        gradient: bool,
+    ) -> Result<Option<(Tensor, Option<Tensor>)>> {
         let (Some([xv, hv, wv]), Some([tv])) = (
             views::<T, 3>([x, head, weights]),
             views::<u32, 1>([targets]),
@@ -484,20 +533,24 @@ pub(crate) fn cross_entropy(
         let vocab = head.dim(0)?;
         let h = hv.slice::<T>();
         let rows = RowsLoss::new(xv.slice(), wv.slice(), tv.slice(), d, vocab, chunk);
+        let backward = |g: &[T], dx: &mut [T]| cpu::matmul(g, h, vocab, dx);
         let (losses, dx) = rows.run(
             |x, logits| cpu::matmul_transposed(x, h, d, logits),
-            |g, dx| cpu::matmul(g, h, vocab, dx),
+            gradient.then_some(&backward as &HeadProduct<'_, T>),
         );
-        Ok(Some((tensor(losses, n)?, tensor(dx, (n, d))?)))
+        Ok(Some((
+            tensor(losses, n)?,
+            dx.map(|dx| tensor(dx, (n, d))).transpose()?,
+        )))
     }
     match head {
         Frozen::Dense(w) => match by_dtype(
             x.dtype(),
-            || dense::<f32>(x, w, targets, weights, chunk),
-            || dense::<f64>(x, w, targets, weights, chunk),
+            || dense::<f32>(x, w, targets, weights, chunk, gradient),
+            || dense::<f64>(x, w, targets, weights, chunk, gradient),
         )? {
             Some(out) => Ok(out),
-            None => composite::cross_entropy(x, w, targets, weights, chunk),
+            None => composite::cross_entropy(x, w, targets, weights, chunk, gradient),
         },
         Frozen::Bf16(m) => {
             let (Some([xv, wv]), Some([tv])) =
@@ -509,14 +562,18 @@ pub(crate) fn cross_entropy(
                     x.device().location()
                 )));
             };
-            let (n, d) = x.dims2()?;
             let rows = RowsLoss::new(xv.slice(), wv.slice(), tv.slice(), d, m.rows(), chunk);
-            let (losses, dx) =
-                rows.run(|x, l| m.forward_into(x, l), |g, dx| m.backward_into(g, dx));
-            Ok((tensor(losses, n)?, tensor(dx, (n, d))?))
+            let backward = |g: &[f32], dx: &mut [f32]| m.backward_into(g, dx);
+            finish(rows.run(
+                |x, l| m.forward_into(x, l),
+                gradient.then_some(&backward as &HeadProduct<'_, f32>),
+            ))
         }
     }
 }
+
+/// A product with the LM head, writing into its second argument.
+type HeadProduct<'a, T> = dyn Fn(&[T], &mut [T]) + 'a;
 
 /// The cross-entropy's inputs as slices, for [`cross_entropy`].
 struct RowsLoss<'a, T> {
@@ -547,24 +604,25 @@ impl<'a, T: Real> RowsLoss<'a, T> {
         }
     }
 
-    /// Per-row losses and the gradient rows, given the two products with
-    /// the head: `logits = x head^T` and `dx = g head`.
+    /// Per-row losses and, given `backward`, the gradient rows; `forward`
+    /// computes `logits = x head^T`, `backward` `dx = g head`.
     fn run(
         &self,
         forward: impl Fn(&[T], &mut [T]),
-        backward: impl Fn(&[T], &mut [T]),
-    ) -> (Vec<T>, Vec<T>) {
+        backward: Option<&HeadProduct<'_, T>>,
+    ) -> (Vec<T>, Option<Vec<T>>) {
         let (d, vocab) = (self.width, self.vocab);
         let n = self.weights.len();
         // Only weighted rows need logits: gather them, then scatter back.
         let rows: Vec<usize> = (0..n).filter(|&r| self.weights[r] != T::zero()).collect();
         let mut losses = vec![T::zero(); n];
-        let mut dx = vec![T::zero(); n * d];
-        let mut gathered = Vec::with_capacity(self.chunk.min(rows.len()) * d);
+        let mut dx = backward.map(|_| vec![T::zero(); n * d]);
+        let most = self.chunk.min(rows.len());
+        let mut gathered = Vec::with_capacity(most * d);
         // Reused across chunks: a fresh (chunk, vocab) buffer per chunk
         // would be paged in again every time.
-        let mut logits = vec![T::zero(); self.chunk.min(rows.len()) * vocab];
-        let mut d_rows = vec![T::zero(); self.chunk.min(rows.len()) * d];
+        let mut logits = vec![T::zero(); most * vocab];
+        let mut d_rows = vec![T::zero(); if backward.is_some() { most * d } else { 0 }];
         for block in rows.chunks(self.chunk) {
             gathered.clear();
             for &r in block {
@@ -576,11 +634,15 @@ impl<'a, T: Real> RowsLoss<'a, T> {
             let weights: Vec<T> = block.iter().map(|&r| self.weights[r]).collect();
             let mut block_losses = vec![T::zero(); block.len()];
             cpu::cross_entropy_in_place(logits, vocab, &targets, &weights, &mut block_losses);
-            let d_rows = &mut d_rows[..block.len() * d];
-            backward(logits, d_rows);
             for (i, &r) in block.iter().enumerate() {
                 losses[r] = block_losses[i];
-                dx[r * d..(r + 1) * d].copy_from_slice(&d_rows[i * d..(i + 1) * d]);
+            }
+            if let (Some(backward), Some(dx)) = (backward, dx.as_mut()) {
+                let d_rows = &mut d_rows[..block.len() * d];
+                backward(logits, d_rows);
+                for (i, &r) in block.iter().enumerate() {
+                    dx[r * d..(r + 1) * d].copy_from_slice(&d_rows[i * d..(i + 1) * d]);
+                }
             }
         }
         (losses, dx)

@@ -120,14 +120,48 @@ impl Rope {
         })
     }
 
-    fn tables(&self, len: usize) -> Result<(Tensor, Tensor)> {
-        if len > self.cos.dim(0)? {
+    /// The tables for positions `start .. start + len`.
+    fn tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        if start + len > self.cos.dim(0)? {
             return Err(TrainError::Invalid(format!(
-                "sequence of {len} tokens exceeds the model's {} positions",
+                "sequence of {} tokens exceeds the model's {} positions",
+                start + len,
                 self.cos.dim(0)?
             )));
         }
-        Ok((self.cos.narrow(0, 0, len)?, self.sin.narrow(0, 0, len)?))
+        Ok((
+            self.cos.narrow(0, start, len)?,
+            self.sin.narrow(0, start, len)?,
+        ))
+    }
+}
+
+/// Keys and values of the positions already processed, per layer: the
+/// state of incremental decoding.
+pub struct KvCache {
+    /// (B, Hkv, len, hd) each.
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions processed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends this layer's new keys and values; returns all of them.
+    fn extend(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let all = match self.layers[layer].take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        self.layers[layer] = Some(all.clone());
+        Ok(all)
     }
 }
 
@@ -274,13 +308,63 @@ impl Llama {
     pub fn logits(&self, tokens: &Tensor, lora: Option<&Lora>) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
         let h = self
-            .run_blocks(tokens, lora, None::<&mut rand::rngs::ThreadRng>, false)?
+            .run_blocks(tokens, lora, None::<&mut NoRng>, false, None)?
             .0;
         let normed = kernels::rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
         Ok(self
             .lm_head
             .forward(&normed)?
             .reshape((b, t, self.config.vocab_size))?)
+    }
+
+    /// An empty cache for [`Llama::forward_cached`].
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.blocks.len()],
+            len: 0,
+        }
+    }
+
+    /// Incremental decoding: `tokens` (B, T) continue the positions in
+    /// `cache`, which gains their keys and values. Returns the logits of
+    /// each sequence's last new position: (B, vocab).
+    pub fn forward_cached(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        lora: Option<&Lora>,
+    ) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let h = self
+            .run_blocks(tokens, lora, None::<&mut NoRng>, false, Some(cache))?
+            .0;
+        let last = h
+            .reshape((b, t, self.config.hidden_size))?
+            .i((.., t - 1, ..))?;
+        let normed = kernels::rms_norm(
+            &last.contiguous()?,
+            &self.final_norm,
+            self.config.rms_norm_eps,
+        )?;
+        self.lm_head.forward(&normed)
+    }
+
+    /// Each example's weighted loss (B,), without a tape or a gradient:
+    /// evaluation.
+    pub fn losses(&self, batch: &Batch, lora: Option<&Lora>) -> Result<Tensor> {
+        let h = self
+            .run_blocks(&batch.tokens, lora, None::<&mut NoRng>, false, None)?
+            .0;
+        let normed = kernels::rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
+        let (row_losses, _) = kernels::cross_entropy(
+            &normed,
+            &self.lm_head,
+            &batch.targets,
+            &batch.weights,
+            LOSS_CHUNK,
+            false,
+        )?;
+        Ok(row_losses.reshape((batch.batch, batch.seq))?.sum(1)?)
     }
 
     /// Forward pass for training: per-example losses (B,) and the tape for
@@ -291,7 +375,7 @@ impl Llama {
         lora: &Lora,
         rng: &mut impl Rng,
     ) -> Result<(Tensor, Tape)> {
-        let (h, blocks) = self.run_blocks(&batch.tokens, Some(lora), Some(rng), true)?;
+        let (h, blocks) = self.run_blocks(&batch.tokens, Some(lora), Some(rng), true, None)?;
         let blocks = blocks.expect("training forward records a tape");
         let normed = kernels::rms_norm(&h, &self.final_norm, self.config.rms_norm_eps)?;
         let (row_losses, d_normed) = kernels::cross_entropy(
@@ -300,7 +384,9 @@ impl Llama {
             &batch.targets,
             &batch.weights,
             LOSS_CHUNK,
+            true,
         )?;
+        let d_normed = d_normed.expect("gradient requested");
         let losses = row_losses.reshape((batch.batch, batch.seq))?.sum(1)?;
         Ok((
             losses,
@@ -314,7 +400,8 @@ impl Llama {
         ))
     }
 
-    /// Embedding lookup and the decoder blocks; with `record`, the tape.
+    /// Embedding lookup and the decoder blocks; with `record`, the tape;
+    /// with a `cache`, after the positions it holds.
     #[allow(clippy::type_complexity)]
     fn run_blocks<R: Rng>(
         &self,
@@ -322,17 +409,20 @@ impl Llama {
         lora: Option<&Lora>,
         mut rng: Option<&mut R>,
         record: bool,
+        mut cache: Option<&mut KvCache>,
     ) -> Result<(Tensor, Option<Vec<BlockTape>>)> {
         let cfg = &self.config;
         let (b, t) = tokens.dims2()?;
+        let start = cache.as_ref().map_or(0, |c| c.len);
         if let Some(window) = cfg.sliding_window {
-            if t > window {
+            if start + t > window {
                 return Err(TrainError::Invalid(format!(
-                    "sequence of {t} tokens exceeds the model's attention window of {window}"
+                    "sequence of {} tokens exceeds the model's attention window of {window}",
+                    start + t
                 )));
             }
         }
-        let (cos, sin) = self.rope.tables(t)?;
+        let (cos, sin) = self.rope.tables(start, t)?;
         let rotary = Rotary {
             cos: &cos,
             sin: &sin,
@@ -384,6 +474,10 @@ impl Llama {
             let q = kernels::split_heads(&q, b, t, heads, Some(&rotary))?;
             let k = kernels::split_heads(&k, b, t, kv_heads, Some(&rotary))?;
             let v = kernels::split_heads(&v, b, t, kv_heads, None)?;
+            let (k, v) = match cache.as_mut() {
+                Some(cache) => cache.extend(l, k, v)?,
+                None => (k, v),
+            };
             let (p, o) = kernels::attention(&q, &k, &v, scale)?;
             let attn_out = project(Target::O, &o, &mut rng)?;
             let h2 = (&h + attn_out)?;
@@ -409,6 +503,9 @@ impl Llama {
             }
             h = h3;
         }
+        if let Some(cache) = cache {
+            cache.len += t;
+        }
         Ok((h, tapes))
     }
 
@@ -426,7 +523,7 @@ impl Llama {
         let scale = 1.0 / (cfg.head_dim as f64).sqrt();
         let eps = cfg.rms_norm_eps;
         let s = lora.scale();
-        let (cos, sin) = self.rope.tables(t)?;
+        let (cos, sin) = self.rope.tables(0, t)?;
         let rotary = Rotary {
             cos: &cos,
             sin: &sin,
@@ -531,6 +628,9 @@ fn lora_backward(
     };
     Ok((da, db, dx))
 }
+
+/// The generator type of passes that draw nothing (no dropout).
+type NoRng = rand_chacha::ChaCha8Rng;
 
 /// The last position's logits of each sequence: (B, vocab).
 pub fn last_logits(logits: &Tensor) -> Result<Tensor> {

@@ -1,5 +1,3 @@
-//! `pft bench`: timings with a baseline measured in the same run.
-//!
 //! `pft bench accountant` times the PLD accountant against this crate's own
 //! RDP (the cheap, looser method every DP library ships) on the same cases,
 //! and prints the ratio. `bench/accountant/run.sh` adds the external peers
@@ -8,18 +6,12 @@
 
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use pft_accountant::{calibrate, Method, Segment};
 use serde::{Deserialize, Serialize};
 
+use super::{max, median};
 use crate::{print_json, Outcome};
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Time the accountants: epsilon over a grid of cases, extreme inputs,
-    /// and calibration.
-    Accountant(AccountantArgs),
-}
 
 #[derive(Args)]
 pub struct AccountantArgs {
@@ -32,12 +24,6 @@ pub struct AccountantArgs {
     /// Print all timings as one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-pub fn run(command: BenchCommand) -> Outcome {
-    match command {
-        BenchCommand::Accountant(a) => accountant(a),
-    }
 }
 
 /// One accounting question: epsilon after `steps` steps.
@@ -229,16 +215,7 @@ fn run_case(case: Case, repeats: usize) -> anyhow::Result<CaseResult> {
     })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn max(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(0.0, f64::max)
-}
-
-fn accountant(a: AccountantArgs) -> Outcome {
+pub fn run(a: AccountantArgs) -> Outcome {
     let grid = grid();
     let extremes = extremes();
     let calibration_cases = calibrations();
