@@ -253,7 +253,10 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         run_name = m.run_name.clone();
         started_at = m.started_at;
         if m.noise_multiplier != noise_multiplier || m.planned_steps != planned {
-            return Err(mismatch("noise plan"));
+            return Err(TrainError::Invalid(format!(
+                "cannot resume: this configuration plans {planned} steps at noise multiplier {noise_multiplier}, the checkpointed run {} steps at {}",
+                m.planned_steps, m.noise_multiplier
+            )));
         }
         progress.message(&format!("resuming run '{run_name}' after step {done}"));
         truncate_log(&options.out.join(LOG_FILE), done)?;
@@ -335,6 +338,11 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
             checkpoint::save(&options.out, meta, &params, &optimizer.m, &optimizer.v)
         };
 
+    if !options.resume {
+        // A checkpoint before the first step: a run killed at any point
+        // after this can be resumed, and resumes with the same generator.
+        checkpoint_now(0, &rng, &lora, &optimizer)?;
+    }
     let mut finish = Finish::Completed;
     let mut last_done = done;
     for step_number in (done + 1)..=planned {
