@@ -3,6 +3,7 @@
 //! crates.
 
 mod bench;
+mod guard;
 mod ledger;
 mod privacy;
 mod train;
@@ -39,6 +40,9 @@ enum Command {
     Eval(train::EvalArgs),
     /// Generate text with a model and, optionally, a trained adapter.
     Generate(train::GenerateArgs),
+    /// The context guard: find, explain and protect PII and secrets.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// Bundled models: install and list.
     #[command(subcommand)]
     Model(train::ModelCommand),
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => train::eval(a),
         Command::Generate(a) => train::generate(a),
         Command::Model(c) => train::model(c),
+        Command::Guard(c) => guard::run(c),
         Command::Bench(c) => bench::run(c),
     };
     match outcome {

@@ -1,0 +1,205 @@
+//! The context guard: finds PII and secrets in text and protects them.
+//!
+//! Start with [`Guard::scan`]: every recognizer proposes spans
+//! ([`recognizers`]), context words adjust their scores ([`context`]), the
+//! sensitivity's threshold filters them, and overlaps are resolved by
+//! evidence ([`resolve`]). [`Guard::explain`] returns the same findings
+//! with the reasons behind them, and [`Guard::protect`] rewrites the text
+//! with a [`strategy`].
+
+pub mod context;
+pub mod finding;
+pub mod recognizers;
+pub mod resolve;
+pub mod strategy;
+pub mod validate;
+
+use rayon::prelude::*;
+
+pub use finding::{Finding, Label, Reason, Tier};
+pub use strategy::Strategy;
+
+use finding::{Candidate, CodePoints};
+use recognizers::Recognizer;
+
+/// How eagerly spans are reported: `High` favours recall (a leaked value
+/// costs more than a redacted word), `Low` favours precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sensitivity {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl Sensitivity {
+    /// The least score a finding needs.
+    pub fn threshold(self) -> f64 {
+        match self {
+            Sensitivity::Low => 0.7,
+            Sensitivity::Medium => 0.5,
+            Sensitivity::High => 0.35,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sensitivity> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Some(Sensitivity::Low),
+            "medium" => Some(Sensitivity::Medium),
+            "high" => Some(Sensitivity::High),
+            _ => None,
+        }
+    }
+}
+
+/// The recognizers and how they are combined.
+pub struct Guard {
+    recognizers: Vec<Box<dyn Recognizer>>,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Guard {
+    /// The pattern recognizers.
+    pub fn new() -> Self {
+        Guard {
+            recognizers: recognizers::patterns(),
+        }
+    }
+
+    /// Every candidate with its context applied, before thresholds and
+    /// overlap resolution.
+    fn candidates(&self, text: &str) -> Vec<Candidate> {
+        let words = context::Words::new(text);
+        let mut all = Vec::new();
+        for r in &self.recognizers {
+            let from = all.len();
+            r.find(text, &mut all);
+            for c in &mut all[from..] {
+                words.apply(text, c, r.context());
+            }
+        }
+        all
+    }
+
+    /// The sensitive spans of `text` at `sensitivity`, in text order, never
+    /// overlapping; offsets in code points.
+    pub fn scan(&self, text: &str, sensitivity: Sensitivity) -> Vec<Finding> {
+        let threshold = sensitivity.threshold();
+        let kept: Vec<Candidate> = self
+            .candidates(text)
+            .into_iter()
+            .filter(|c| c.score >= threshold)
+            .collect();
+        to_findings(text, resolve::resolve(kept))
+    }
+
+    /// The findings at the highest sensitivity, each with its reason: the
+    /// pattern, the validator, the context words and the score before
+    /// context.
+    pub fn explain(&self, text: &str) -> Vec<Finding> {
+        self.scan(text, Sensitivity::High)
+    }
+
+    /// Scans `text` and rewrites every finding with `strategy`.
+    pub fn protect(
+        &self,
+        text: &str,
+        sensitivity: Sensitivity,
+        strategy: &Strategy,
+    ) -> Result<Protected, GuardError> {
+        let findings = self.scan(text, sensitivity);
+        let text = strategy.apply(text, &findings)?;
+        Ok(Protected { text, findings })
+    }
+
+    /// [`Guard::scan`] over many texts, in parallel, in input order.
+    pub fn batch_scan(&self, texts: &[String], sensitivity: Sensitivity) -> Vec<Vec<Finding>> {
+        texts
+            .par_iter()
+            .map(|t| self.scan(t, sensitivity))
+            .collect()
+    }
+
+    /// [`Guard::protect`] over many texts, in parallel, in input order.
+    pub fn batch_protect(
+        &self,
+        texts: &[String],
+        sensitivity: Sensitivity,
+        strategy: &Strategy,
+    ) -> Result<Vec<Protected>, GuardError> {
+        texts
+            .par_iter()
+            .map(|t| self.protect(t, sensitivity, strategy))
+            .collect()
+    }
+}
+
+fn to_findings(text: &str, kept: Vec<Candidate>) -> Vec<Finding> {
+    let mut offsets = Vec::with_capacity(kept.len() * 2);
+    for c in &kept {
+        offsets.push(c.start);
+        offsets.push(c.end);
+    }
+    // Resolved spans are disjoint and in order, so the offsets are sorted.
+    let cps = CodePoints::new(text).convert_sorted(&offsets);
+    kept.into_iter()
+        .enumerate()
+        .map(|(i, c)| Finding {
+            start: cps[2 * i],
+            end: cps[2 * i + 1],
+            label: c.label,
+            score: c.score,
+            recognizer: c.recognizer,
+            bytes: c.start..c.end,
+            reason: c.reason,
+        })
+        .collect()
+}
+
+/// A protected text and what was found in it.
+#[derive(Clone, Debug)]
+pub struct Protected {
+    pub text: String,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example() {
+        let g = Guard::new();
+        let out = g
+            .protect(
+                "Process payment for John Doe, card 4111-1111-1111-1111",
+                Sensitivity::Medium,
+                &Strategy::PiiRemoval,
+            )
+            .unwrap();
+        assert!(out.text.ends_with("card [PAYMENT_CARD]"), "{}", out.text);
+    }
+
+    #[test]
+    fn offsets_are_code_points() {
+        let g = Guard::new();
+        let text = "Grüße von Jürgen: jürgen@example.com";
+        let f = g.scan(text, Sensitivity::Medium);
+        assert_eq!(f.len(), 1);
+        let chars: Vec<char> = text.chars().collect();
+        let found: String = chars[f[0].start..f[0].end].iter().collect();
+        assert_eq!(found, "jürgen@example.com");
+        assert_eq!(&text[f[0].bytes.clone()], "jürgen@example.com");
+    }
+}
