@@ -15,7 +15,7 @@ impl Email {
     pub fn new() -> Self {
         Email {
             re: compile(
-                r"(?i)[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+                r"(?i)[\p{L}\p{N}][\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]*(?:\.[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
             ),
         }
     }
@@ -76,5 +76,10 @@ mod tests {
     fn ignores_handles_and_bare_at_signs() {
         let r = Email::new();
         assert!(found(&r, "ping @alice at 5pm, user@localhost, foo@bar.c1").is_empty());
+        // Markdown emphasis is not part of the address.
+        assert_eq!(
+            found(&r, "**security@example.com**"),
+            ["security@example.com"]
+        );
     }
 }
