@@ -132,12 +132,14 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut tmp = tempfile_in(dir)?;
-            tmp.1
-                .write_all(body.as_bytes())
-                .and_then(|()| tmp.1.sync_all())
-                .with_context(|| format!("cannot write {}", tmp.0.display()))?;
-            std::fs::rename(&tmp.0, path)
+            // Beside the destination, so the rename stays on one file
+            // system; removed if anything fails before it.
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+            tmp.write_all(body.as_bytes())
+                .and_then(|()| tmp.as_file().sync_all())
+                .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+            tmp.persist(path)
                 .with_context(|| format!("cannot replace {}", path.display()))?;
         }
         None => {
@@ -147,15 +149,6 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
         }
     }
     Ok(())
-}
-
-/// A new file beside the destination (so the rename stays on one file
-/// system), named after the process.
-fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File), Failure> {
-    let path = dir.join(format!(".pft-guard-{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    Ok((path, file))
 }
 
 fn span_json(f: &Finding) -> Value {
@@ -168,7 +161,7 @@ pub fn run(command: GuardCommand) -> Outcome {
         GuardCommand::Scan { io, summary } => {
             let sensitivity = io.sensitivity()?;
             let records = read_records(io.input.as_deref())?;
-            let texts: Vec<String> = records.iter().map(|r| text_of(r).to_string()).collect();
+            let texts: Vec<&str> = records.iter().map(text_of).collect();
             let found = guard.batch_scan(&texts, sensitivity);
             let lines: Vec<String> = found
                 .iter()
@@ -212,7 +205,7 @@ pub fn run(command: GuardCommand) -> Outcome {
                 }
             };
             let mut records = read_records(io.input.as_deref())?;
-            let texts: Vec<String> = records.iter().map(|r| text_of(r).to_string()).collect();
+            let texts: Vec<&str> = records.iter().map(text_of).collect();
             let protected = guard
                 .batch_protect(&texts, sensitivity, &strategy)
                 .map_err(|e| Failure::Other(e.into()))?;

@@ -38,9 +38,6 @@ impl Words {
     /// Applies the first of `context` found near `c` to its score and
     /// reason.
     pub fn apply(&self, text: &str, c: &mut Candidate, context: &[&str]) {
-        if context.is_empty() {
-            return;
-        }
         let first_after = self.0.partition_point(|&(s, _)| s < c.end);
         let last_before = self.0.partition_point(|&(_, e)| e <= c.start);
         let before = &self.0[last_before.saturating_sub(BEFORE)..last_before];

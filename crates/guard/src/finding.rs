@@ -25,23 +25,6 @@ pub enum Label {
 }
 
 impl Label {
-    pub const ALL: [Label; 14] = [
-        Label::Person,
-        Label::Location,
-        Label::Address,
-        Label::Organization,
-        Label::EmailAddress,
-        Label::PhoneNumber,
-        Label::CreditCard,
-        Label::UsSsn,
-        Label::IbanCode,
-        Label::IpAddress,
-        Label::Url,
-        Label::DateTime,
-        Label::UsDriverLicense,
-        Label::Secret,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Person => "PERSON",
@@ -79,12 +62,6 @@ impl Label {
             Label::UsDriverLicense => "[DRIVER_LICENSE]",
             Label::Secret => "[SECRET]",
         }
-    }
-
-    pub fn parse(name: &str) -> Option<Label> {
-        Label::ALL
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(name))
     }
 }
 

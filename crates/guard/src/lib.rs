@@ -74,13 +74,20 @@ impl Guard {
     /// Every candidate with its context applied, before thresholds and
     /// overlap resolution.
     fn candidates(&self, text: &str) -> Vec<Candidate> {
-        let words = context::Words::new(text);
+        // The word index costs a pass over the text: build it only once a
+        // span needs its context.
+        let words = std::cell::OnceCell::new();
         let mut all = Vec::new();
         for r in &self.recognizers {
             let from = all.len();
             r.find(text, &mut all);
+            if r.context().is_empty() {
+                continue;
+            }
             for c in &mut all[from..] {
-                words.apply(text, c, r.context());
+                words
+                    .get_or_init(|| context::Words::new(text))
+                    .apply(text, c, r.context());
             }
         }
         all
@@ -118,7 +125,7 @@ impl Guard {
     }
 
     /// [`Guard::scan`] over many texts, in parallel, in input order.
-    pub fn batch_scan(&self, texts: &[String], sensitivity: Sensitivity) -> Vec<Vec<Finding>> {
+    pub fn batch_scan(&self, texts: &[&str], sensitivity: Sensitivity) -> Vec<Vec<Finding>> {
         texts
             .par_iter()
             .map(|t| self.scan(t, sensitivity))
@@ -128,7 +135,7 @@ impl Guard {
     /// [`Guard::protect`] over many texts, in parallel, in input order.
     pub fn batch_protect(
         &self,
-        texts: &[String],
+        texts: &[&str],
         sensitivity: Sensitivity,
         strategy: &Strategy,
     ) -> Result<Vec<Protected>, GuardError> {

@@ -33,7 +33,7 @@ pub fn luhn(s: &str) -> bool {
 pub fn card_scheme(digits: &str) -> Option<&'static str> {
     let n = digits.len();
     let prefix = |k: usize| -> u32 { digits[..k.min(n)].parse().unwrap_or(0) };
-    let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
+    let (p1, p2, p3, p4) = (prefix(1), prefix(2), prefix(3), prefix(4));
     if p1 == 4 && matches!(n, 13 | 16 | 19) {
         return Some("visa");
     }
@@ -59,14 +59,11 @@ pub fn card_scheme(digits: &str) -> Option<&'static str> {
     if p2 == 62 && (16..=19).contains(&n) {
         return Some("unionpay");
     }
-    if (622126..=622925).contains(&p6) && (16..=19).contains(&n) {
-        return Some("unionpay");
-    }
     if (p2 == 50 || (56..=69).contains(&p2)) && (12..=19).contains(&n) {
         return Some("maestro");
     }
-    if p4 == 2200 || p4 == 2201 || p4 == 2202 || p4 == 2203 || p4 == 2204 {
-        return (16..=19).contains(&n).then_some("mir");
+    if (2200..=2204).contains(&p4) && (16..=19).contains(&n) {
+        return Some("mir");
     }
     None
 }

@@ -15,16 +15,10 @@ pub struct PaymentCard {
 }
 
 impl PaymentCard {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PaymentCard {
             re: compile(r"[0-9](?:[ -]?[0-9]){11,18}"),
         }
-    }
-}
-
-impl Default for PaymentCard {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

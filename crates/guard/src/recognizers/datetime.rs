@@ -19,7 +19,7 @@ pub struct DateTime {
 const MONTH: &str = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?";
 
 impl DateTime {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         DateTime {
             iso: compile(
                 r"([12][0-9]{3})-([01][0-9])-([0-3][0-9])(?:[T ][0-2][0-9]:[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,9})?)?(?:Z|[+-][0-2][0-9]:?[0-5][0-9])?)?",
@@ -35,12 +35,6 @@ impl DateTime {
                 r"(?i)(\b(?:in|during|since|until|by|from|before|after|of|circa|year)\s+)?\b(?:1[89]|20)[0-9]{2}\b",
             ),
         }
-    }
-}
-
-impl Default for DateTime {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -13,18 +13,12 @@ pub struct UsDriverLicense {
 }
 
 impl UsDriverLicense {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         UsDriverLicense {
             re: compile(
                 r"(?i)[a-z]{1,2}[0-9]{4,14}|[0-9]{7,9}|[a-z][0-9]{3}-[0-9]{3}-[0-9]{2}-[0-9]{3}-[0-9]",
             ),
         }
-    }
-}
-
-impl Default for UsDriverLicense {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

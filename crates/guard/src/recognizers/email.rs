@@ -12,18 +12,12 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Email {
             re: compile(
                 r"(?i)[\p{L}\p{N}][\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]*(?:\.[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
             ),
         }
-    }
-}
-
-impl Default for Email {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -12,19 +12,13 @@ pub struct Iban {
 }
 
 impl Iban {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Iban {
             // Grouped in fours (as printed) or compact.
             re: compile(
                 r"(?i)[a-z]{2}[0-9]{2}(?:(?: ?[a-z0-9]{4}){2,7}(?: ?[a-z0-9]{1,3})?|[a-z0-9]{11,30})",
             ),
         }
-    }
-}
-
-impl Default for Iban {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -14,7 +14,7 @@ pub struct IpAddress {
 }
 
 impl IpAddress {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         IpAddress {
             v4: compile(
                 r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
@@ -23,12 +23,6 @@ impl IpAddress {
                 r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3})?",
             ),
         }
-    }
-}
-
-impl Default for IpAddress {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

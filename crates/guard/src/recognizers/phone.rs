@@ -16,18 +16,12 @@ pub struct Phone {
 }
 
 impl Phone {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Phone {
             re: compile(
                 r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,12}(?:(?:[ .-]|[ .-]?\([0-9]{1,4}\)[ .-]?)[0-9]{1,8}){0,5}(?:[ ]?(?:x|ext\.?|extension)[ ]?[0-9]{1,6})?",
             ),
         }
-    }
-}
-
-impl Default for Phone {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -41,19 +41,13 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 impl Secret {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Secret {
             known: KNOWN.iter().map(|&(n, p)| (n, compile(p))).collect(),
             generic: compile(
                 r#"(?i)(?:api[_-]?key|secret|token|passw(?:or)?d|pwd|credential|access[_-]?key|auth)[a-z_-]*["']?\s*(?:[:=]|is|:=|=>)\s*["']?([A-Za-z0-9+/=_.~-]{16,})"#,
             ),
         }
-    }
-}
-
-impl Default for Secret {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

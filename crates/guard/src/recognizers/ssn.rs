@@ -13,16 +13,10 @@ pub struct UsSsn {
 }
 
 impl UsSsn {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         UsSsn {
             re: compile(r"([0-9]{3})([- .]?)([0-9]{2})([- .]?)([0-9]{4})"),
         }
-    }
-}
-
-impl Default for UsSsn {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

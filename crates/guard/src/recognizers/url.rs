@@ -26,19 +26,13 @@ const BARE_TLDS: &[&str] = &[
 ];
 
 impl Url {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Url {
             // Brackets, braces and the rest are not legal unescaped in a URL
             // (RFC 3986); excluding them ends a URL at a Markdown link's `](`.
             full: compile(r#"(?i)(?:(?:https?|ftp|sftp|wss?)://|www\.)[^\s<>"'`\[\]{}|\\^]+"#),
             bare: compile(r"(?i)[a-z0-9](?:[a-z0-9-]{0,62}\.)+[a-z]{2,24}(?:/[^\s<>()'`]*)?"),
         }
-    }
-}
-
-impl Default for Url {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
