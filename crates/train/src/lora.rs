@@ -198,6 +198,15 @@ impl Lora {
         out
     }
 
+    /// The trainable tensors in [`Lora::parameters`]' order, as handles the
+    /// optimizer takes (a tensor clone shares its storage).
+    pub fn tensors(&self) -> Vec<Tensor> {
+        self.parameters()
+            .into_iter()
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
     /// Replaces the factors, in [`Lora::parameters`] order.
     pub fn set_parameters(&mut self, values: Vec<Tensor>) -> Result<()> {
         let mut values = values.into_iter();

@@ -272,11 +272,7 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
             &options.device,
             &mut rng,
         )?;
-        let params: Vec<Tensor> = lora
-            .parameters()
-            .into_iter()
-            .map(|(_, t)| t.clone())
-            .collect();
+        let params: Vec<Tensor> = lora.tensors();
         optimizer = AdamW::new(adam_config, &params)?;
         done = 0;
         started_at = report::unix_seconds(SystemTime::now());
@@ -485,11 +481,7 @@ fn apply_update(
     gradient: &[Tensor],
     _receipt: &pft_ledger::StepReceipt,
 ) -> Result<()> {
-    let params: Vec<Tensor> = lora
-        .parameters()
-        .into_iter()
-        .map(|(_, t)| t.clone())
-        .collect();
+    let params: Vec<Tensor> = lora.tensors();
     let updated = optimizer.update(&params, gradient)?;
     lora.set_parameters(updated)
 }

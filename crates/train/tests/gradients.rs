@@ -133,11 +133,7 @@ fn per_example_gradients_match_finite_differences() {
     let ex = examples();
     let refs: Vec<&Example> = ex.iter().collect();
     let (_, analytic) = per_example(&model, &lora, &refs);
-    let params: Vec<Tensor> = lora
-        .parameters()
-        .into_iter()
-        .map(|(_, t)| t.clone())
-        .collect();
+    let params: Vec<Tensor> = lora.tensors();
     let sizes: Vec<usize> = params.iter().map(|t| t.elem_count()).collect();
     let total: usize = sizes.iter().sum();
     let mut rng = ChaCha20Rng::seed_from_u64(3);

@@ -118,11 +118,7 @@ impl Bench {
             &Device::Cpu,
             &mut rng,
         )?;
-        let params: Vec<Tensor> = lora
-            .parameters()
-            .into_iter()
-            .map(|(_, t)| t.clone())
-            .collect();
+        let params: Vec<Tensor> = lora.tensors();
         let optimizer = AdamW::new(
             AdamWConfig {
                 learning_rate: 1e-4,
@@ -177,12 +173,7 @@ impl Bench {
             combine,
             &mut self.rng,
         )?;
-        let params: Vec<Tensor> = self
-            .lora
-            .parameters()
-            .into_iter()
-            .map(|(_, t)| t.clone())
-            .collect();
+        let params: Vec<Tensor> = self.lora.tensors();
         let updated = self.optimizer.update(&params, &grad.gradient)?;
         self.lora.set_parameters(updated)?;
         Ok(started.elapsed().as_secs_f64())
