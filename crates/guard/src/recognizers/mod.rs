@@ -3,13 +3,17 @@
 //! its score afterwards ([`crate::context`]); overlaps are resolved by
 //! [`crate::resolve`].
 
+mod address;
+mod age;
 mod card;
 mod datetime;
 mod driver_license;
 mod email;
 mod iban;
 mod ip;
+mod organization;
 mod phone;
+mod place;
 mod secret;
 mod ssn;
 mod url;
@@ -18,13 +22,17 @@ use regex::Regex;
 
 use crate::finding::{Candidate, Label, Reason, Tier};
 
+pub use address::AddressParts;
+pub use age::Age;
 pub use card::PaymentCard;
 pub use datetime::DateTime;
 pub use driver_license::UsDriverLicense;
 pub use email::Email;
 pub use iban::Iban;
 pub use ip::IpAddress;
+pub use organization::Organization;
 pub use phone::Phone;
+pub use place::Place;
 pub use secret::Secret;
 pub use ssn::UsSsn;
 pub use url::Url;
@@ -55,6 +63,10 @@ pub fn patterns() -> Vec<Box<dyn Recognizer>> {
         Box::new(DateTime::new()),
         Box::new(UsDriverLicense::new()),
         Box::new(Secret::new()),
+        Box::new(Organization::new()),
+        Box::new(Place::new()),
+        Box::new(AddressParts::new()),
+        Box::new(Age::new()),
     ]
 }
 
