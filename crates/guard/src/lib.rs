@@ -154,8 +154,12 @@ impl Guard {
         strategy: &Strategy,
     ) -> Result<Protected, GuardError> {
         let findings = self.scan(text, sensitivity)?;
-        let text = strategy.apply(text, &findings)?;
-        Ok(Protected { text, findings })
+        let rewritten = strategy.apply(text, &findings)?;
+        Ok(Protected {
+            text: rewritten.text,
+            replaced: rewritten.replaced,
+            findings,
+        })
     }
 
     /// [`Guard::scan`] over many texts, in parallel, in input order.
@@ -183,8 +187,12 @@ impl Guard {
             .par_iter()
             .zip(findings)
             .map(|(text, findings)| {
-                let text = strategy.apply(text, &findings)?;
-                Ok(Protected { text, findings })
+                let rewritten = strategy.apply(text, &findings)?;
+                Ok(Protected {
+                    text: rewritten.text,
+                    replaced: rewritten.replaced,
+                    findings,
+                })
             })
             .collect()
     }
@@ -216,11 +224,13 @@ fn to_findings(text: &str, kept: Vec<Candidate>) -> Vec<Finding> {
         .collect()
 }
 
-/// A protected text and what was found in it.
+/// A protected text, what was found in the original, and where the
+/// replacements are in the protected text.
 #[derive(Clone, Debug)]
 pub struct Protected {
     pub text: String,
     pub findings: Vec<Finding>,
+    pub replaced: Vec<strategy::Replaced>,
 }
 
 #[derive(Debug, thiserror::Error)]

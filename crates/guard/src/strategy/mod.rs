@@ -1,11 +1,13 @@
 //! Redaction strategies (the product's `RedactionStrategy`): what replaces
 //! each finding.
 
+mod fpe;
 mod hashing;
 
+pub use fpe::{Alphabet, FpeKey};
 pub use hashing::HashKey;
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Label};
 use crate::GuardError;
 
 pub enum Strategy {
@@ -14,13 +16,35 @@ pub enum Strategy {
     /// `ENTITY_HASHING`: keyed pseudonyms, the same for the same value
     /// under the same key.
     EntityHashing(HashKey),
+    /// `SEMANTIC_ENCRYPTION`: format-preserving encryption under the key of
+    /// `version`, reversible with [`restore`].
+    SemanticEncryption { key: FpeKey, version: u32 },
+}
+
+/// Where a replacement lies in the rewritten text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replaced {
+    /// Byte range in the rewritten text.
+    pub bytes: std::ops::Range<usize>,
+    pub label: Label,
+    /// For encrypted values, the alphabet [`restore`] needs; `None` for
+    /// placeholders and pseudonyms, which nothing restores.
+    pub alphabet: Option<Alphabet>,
+}
+
+/// A rewritten text and where its replacements are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rewritten {
+    pub text: String,
+    pub replaced: Vec<Replaced>,
 }
 
 impl Strategy {
     /// `text` with every finding replaced. Findings must be the disjoint,
     /// ordered output of a scan of this text.
-    pub fn apply(&self, text: &str, findings: &[Finding]) -> Result<String, GuardError> {
+    pub fn apply(&self, text: &str, findings: &[Finding]) -> Result<Rewritten, GuardError> {
         let mut out = String::with_capacity(text.len());
+        let mut replaced = Vec::with_capacity(findings.len());
         let mut at = 0;
         for f in findings {
             let r = f.bytes.clone();
@@ -31,13 +55,57 @@ impl Strategy {
             }
             out.push_str(&text[at..r.start]);
             let value = &text[r.clone()];
+            let start = out.len();
+            let mut alphabet = None;
             match self {
                 Strategy::PiiRemoval => out.push_str(f.label.placeholder()),
                 Strategy::EntityHashing(key) => out.push_str(&key.pseudonym(f.label, value)),
+                Strategy::SemanticEncryption { key, version } => {
+                    match key.encrypt(*version, f.label, value) {
+                        Some((cipher, a)) => {
+                            out.push_str(&cipher);
+                            alphabet = Some(a);
+                        }
+                        // Too short to encrypt safely: not reversible.
+                        None => out.push_str(f.label.placeholder()),
+                    }
+                }
             }
+            replaced.push(Replaced {
+                bytes: start..out.len(),
+                label: f.label,
+                alphabet,
+            });
             at = r.end;
         }
         out.push_str(&text[at..]);
-        Ok(out)
+        Ok(Rewritten {
+            text: out,
+            replaced,
+        })
     }
+}
+
+/// The original of a text protected with `SemanticEncryption` under key
+/// `version`: each encrypted replacement decrypted in place (they keep
+/// their byte length, so positions hold); placeholders stay.
+pub fn restore(
+    key: &FpeKey,
+    version: u32,
+    text: &str,
+    replaced: &[Replaced],
+) -> Result<String, GuardError> {
+    let mut out = text.to_string();
+    for r in replaced {
+        let Some(alphabet) = r.alphabet else { continue };
+        let cipher = text.get(r.bytes.clone()).ok_or_else(|| {
+            GuardError::Invalid(format!(
+                "encrypted span {}..{} is not within the text (was the text edited?)",
+                r.bytes.start, r.bytes.end
+            ))
+        })?;
+        let plain = key.decrypt(version, r.label, alphabet, cipher)?;
+        out.replace_range(r.bytes.clone(), &plain);
+    }
+    Ok(out)
 }
