@@ -3,7 +3,10 @@
 # (../shared/vectors/pii/dev.jsonl beside the checkout; override with
 # PII_GOLD), scored with the peers' scoring library
 # (../shared/anchors/presidio/eval_lib.py; override with PII_ANCHOR).
-# Speed: the corpus repeated 30 times, scanned on one thread and on two.
+# Both tiers: the pattern recognizers alone (--patterns-only) and with the
+# entity model (installed on first use). Speed: the pattern tier on the
+# corpus repeated 30 times, the model tier on the corpus once; one thread
+# and two.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,14 +17,23 @@ mkdir -p "$out"
 cargo build --release -q -p pft-cli
 pft=target/release/pft
 
-"$pft" guard scan --input "$gold" --output "$out/dev-spans.jsonl"
-python3 bench/guard/score.py "$gold" "$out/dev-spans.jsonl" "$anchor"
+"$pft" guard fetch-model >/dev/null
+for tier in patterns model; do
+    flag=""; [ "$tier" = patterns ] && flag="--patterns-only"
+    echo "== $tier tier: accuracy on $gold"
+    "$pft" guard scan $flag --input "$gold" --output "$out/dev-$tier.jsonl"
+    python3 bench/guard/score.py "$gold" "$out/dev-$tier.jsonl" "$anchor"
+done
 
 for _ in $(seq 30); do cat "$gold"; done > "$out/dev-x30.jsonl"
-chars=$(python3 -c "import json,sys; print(sum(len(json.loads(l)['text']) for l in open(sys.argv[1])))" "$out/dev-x30.jsonl")
-for threads in 1 2; do
-    start=$(date +%s.%N)
-    RAYON_NUM_THREADS=$threads "$pft" guard scan --input "$out/dev-x30.jsonl" --output "$out/x30-spans.jsonl"
-    end=$(date +%s.%N)
-    python3 -c "import sys; c,s,e,t=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]),sys.argv[4]; print(f'{t} thread(s): {c} chars in {e-s:.2f} s = {c/(e-s)/1e6:.2f} M chars/s (JSONL read, scan, JSONL write)')" "$chars" "$start" "$end" "$threads"
+count() { python3 -c "import json,sys; print(sum(len(json.loads(l)['text']) for l in open(sys.argv[1])))" "$1"; }
+for tier in patterns model; do
+    if [ "$tier" = patterns ]; then flag="--patterns-only"; corpus="$out/dev-x30.jsonl"; else flag=""; corpus="$gold"; fi
+    chars=$(count "$corpus")
+    for threads in 1 2; do
+        start=$(date +%s.%N)
+        RAYON_NUM_THREADS=$threads "$pft" guard scan $flag --input "$corpus" --output "$out/speed.jsonl"
+        end=$(date +%s.%N)
+        python3 -c "import sys; c,s,e,t,n=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]),sys.argv[4],sys.argv[5]; print(f'{n} tier, {t} thread(s): {c} chars in {e-s:.2f} s = {c/(e-s)/1e3:.0f} k chars/s (JSONL read, model load, scan, JSONL write)')" "$chars" "$start" "$end" "$threads" "$tier"
+    done
 done

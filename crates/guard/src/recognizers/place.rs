@@ -465,6 +465,9 @@ const MAX_WORDS: usize = 5;
 pub struct Place {
     /// Lower-cased names (words joined by one space) and their labels.
     names: HashMap<String, Label>,
+    /// The lower-cased first words of all names: most words of a text
+    /// are not one, and this one lookup rules them out.
+    first_words: std::collections::HashSet<String>,
 }
 
 impl Place {
@@ -475,7 +478,11 @@ impl Place {
                 names.insert(name.to_lowercase(), label);
             }
         }
-        Place { names }
+        let first_words = names
+            .keys()
+            .filter_map(|n| n.split([' ', '-']).next().map(str::to_string))
+            .collect();
+        Place { names, first_words }
     }
 }
 
@@ -508,7 +515,15 @@ impl Recognizer for Place {
     fn find(&self, text: &str, out: &mut Vec<Candidate>) {
         let words = words(text);
         let mut i = 0;
+        let mut lower = String::new();
         while i < words.len() {
+            lower.clear();
+            let first = &text[words[i].0..words[i].1];
+            lower.extend(first.split('-').next().unwrap_or(first).chars().flat_map(char::to_lowercase));
+            if !self.first_words.contains(&lower) {
+                i += 1;
+                continue;
+            }
             // Longest name first: "Papua New Guinea" before "Guinea".
             let longest = (1..=MAX_WORDS.min(words.len() - i)).rev().find_map(|n| {
                 let (start, end) = (words[i].0, words[i + n - 1].1);
