@@ -519,7 +519,14 @@ impl Recognizer for Place {
         while i < words.len() {
             lower.clear();
             let first = &text[words[i].0..words[i].1];
-            lower.extend(first.split('-').next().unwrap_or(first).chars().flat_map(char::to_lowercase));
+            lower.extend(
+                first
+                    .split('-')
+                    .next()
+                    .unwrap_or(first)
+                    .chars()
+                    .flat_map(char::to_lowercase),
+            );
             if !self.first_words.contains(&lower) {
                 i += 1;
                 continue;
