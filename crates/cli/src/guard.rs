@@ -212,26 +212,20 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
 
 /// What restore needs, in code points of the protected text.
 fn fpe_record(key: &FpeKey, version: u32, p: &pft_guard::Protected) -> Value {
-    let cps = code_points(&p.text);
     let spans: Vec<Value> = p
         .replaced
         .iter()
         .filter_map(|r| {
             let alphabet = r.alphabet?;
             Some(json!({
-                "start": cps(r.bytes.start),
-                "end": cps(r.bytes.end),
+                "start": r.start,
+                "end": r.end,
                 "label": r.label,
                 "alphabet": alphabet.as_str(),
             }))
         })
         .collect();
     json!({"key_version": version, "key_check": key.check_value(version), "spans": spans})
-}
-
-/// Byte offset to code point, for offsets on character boundaries.
-fn code_points(text: &str) -> impl Fn(usize) -> usize + '_ {
-    move |byte| text[..byte.min(text.len())].chars().count()
 }
 
 fn parse_fpe_record(text: &str, meta: &Value) -> Result<(u32, Vec<Replaced>), String> {
@@ -253,7 +247,7 @@ fn parse_fpe_record(text: &str, meta: &Value) -> Result<(u32, Vec<Replaced>), St
     for s in spans {
         let field = |k: &str| s.get(k).and_then(Value::as_u64).map(|v| v as usize);
         let (start, end) = match (field("start"), field("end")) {
-            (Some(a), Some(b)) if a <= b && b < bounds.len() => (bounds[a], bounds[b]),
+            (Some(a), Some(b)) if a <= b && b < bounds.len() => (a, b),
             _ => return Err(format!("span {s} lies outside the text")),
         };
         let label = s
@@ -267,7 +261,9 @@ fn parse_fpe_record(text: &str, meta: &Value) -> Result<(u32, Vec<Replaced>), St
             .and_then(Alphabet::parse)
             .ok_or_else(|| format!("span {s} has an unknown alphabet"))?;
         replaced.push(Replaced {
-            bytes: start..end,
+            start,
+            end,
+            bytes: bounds[start]..bounds[end],
             label,
             alphabet: Some(alphabet),
         });

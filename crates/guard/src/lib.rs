@@ -83,11 +83,6 @@ impl Guard {
         }
     }
 
-    /// Whether the entity model is loaded.
-    pub fn has_model(&self) -> bool {
-        self.model.is_some()
-    }
-
     /// The pattern candidates with their context applied, before
     /// thresholds and overlap resolution.
     fn pattern_candidates(&self, text: &str) -> Vec<Candidate> {
@@ -154,12 +149,7 @@ impl Guard {
         strategy: &Strategy,
     ) -> Result<Protected, GuardError> {
         let findings = self.scan(text, sensitivity)?;
-        let rewritten = strategy.apply(text, &findings)?;
-        Ok(Protected {
-            text: rewritten.text,
-            replaced: rewritten.replaced,
-            findings,
-        })
+        Protected::new(text, findings, strategy)
     }
 
     /// [`Guard::scan`] over many texts, in parallel, in input order.
@@ -186,14 +176,7 @@ impl Guard {
         texts
             .par_iter()
             .zip(findings)
-            .map(|(text, findings)| {
-                let rewritten = strategy.apply(text, &findings)?;
-                Ok(Protected {
-                    text: rewritten.text,
-                    replaced: rewritten.replaced,
-                    findings,
-                })
-            })
+            .map(|(text, findings)| Protected::new(text, findings, strategy))
             .collect()
     }
 }
@@ -233,6 +216,19 @@ pub struct Protected {
     pub replaced: Vec<strategy::Replaced>,
 }
 
+impl Protected {
+    /// `text` rewritten by `strategy` at the `findings` a scan of it
+    /// returned.
+    fn new(text: &str, findings: Vec<Finding>, strategy: &Strategy) -> Result<Self, GuardError> {
+        let rewritten = strategy.apply(text, &findings)?;
+        Ok(Protected {
+            text: rewritten.text,
+            replaced: rewritten.replaced,
+            findings,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error("{0}")]
@@ -254,6 +250,25 @@ mod tests {
             )
             .unwrap();
         assert!(out.text.ends_with("card [PAYMENT_CARD]"), "{}", out.text);
+    }
+
+    #[test]
+    fn replacements_report_code_points_in_the_protected_text() {
+        let g = Guard::new();
+        let text = "Grüße: jürgen@example.com, ÿ 4111-1111-1111-1111";
+        let out = g
+            .protect(text, Sensitivity::Medium, &Strategy::PiiRemoval)
+            .unwrap();
+        let chars: Vec<char> = out.text.chars().collect();
+        let seen: Vec<String> = out
+            .replaced
+            .iter()
+            .map(|r| chars[r.start..r.end].iter().collect())
+            .collect();
+        assert_eq!(seen, ["[EMAIL]", "[PAYMENT_CARD]"]);
+        for r in &out.replaced {
+            assert_eq!(out.text[r.bytes.clone()].chars().count(), r.end - r.start);
+        }
     }
 
     #[test]

@@ -74,14 +74,6 @@ impl ModelFiles {
         }
     }
 
-    /// Whether every file is present.
-    pub fn installed(&self) -> bool {
-        self.runtime.is_file()
-            && RAMPART_FILES
-                .iter()
-                .all(|m| self.model_dir.join(m.to).is_file())
-    }
-
     /// Loads the model with one inference session per `workers` thread.
     pub fn load(&self, workers: usize) -> Result<NerModel, GuardError> {
         NerModel::load(&self.model_dir, &self.runtime, workers)

@@ -87,8 +87,18 @@ struct Piece {
     start: usize,
     end: usize,
     part: Part,
+    /// The sum of its tokens' probabilities; the mean is the score.
     score: f32,
     tokens: u32,
+}
+
+impl Piece {
+    /// Extends this piece over `next`, which starts inside or after it.
+    fn absorb(&mut self, next: Piece) {
+        self.end = self.end.max(next.end);
+        self.score += next.score;
+        self.tokens += next.tokens;
+    }
 }
 
 /// The loaded model: its tokenizer and one inference session per worker
@@ -190,11 +200,10 @@ impl NerModel {
         order.sort_by_key(|&i| windows[i].ids.len());
         let mut pieces: Vec<Vec<Piece>> = vec![Vec::new(); texts.len()];
         for batch in order.chunks(BATCH) {
-            let tagged = self.run(batch.iter().map(|&i| &windows[i]))?;
-            for (&i, tokens) in batch.iter().zip(tagged) {
-                let w = &windows[i];
-                let text = texts[w.doc];
-                pieces[w.doc].extend(aggregate(text, w, &tokens));
+            let batch: Vec<&Window> = batch.iter().map(|&i| &windows[i]).collect();
+            let tagged = self.run(&batch)?;
+            for (w, tokens) in batch.into_iter().zip(tagged) {
+                pieces[w.doc].extend(aggregate(texts[w.doc], w, &tokens));
             }
         }
         Ok(texts
@@ -245,15 +254,12 @@ impl NerModel {
     }
 
     /// Runs one batch; returns each window's tag and probability per token.
-    fn run<'w>(
-        &self,
-        batch: impl Iterator<Item = &'w Window> + Clone,
-    ) -> Result<Vec<Vec<(Tag, f32)>>, GuardError> {
-        let rows = batch.clone().count();
-        let width = batch.clone().map(|w| w.ids.len() + 2).max().unwrap_or(2);
+    fn run(&self, batch: &[&Window]) -> Result<Vec<Vec<(Tag, f32)>>, GuardError> {
+        let rows = batch.len();
+        let width = batch.iter().map(|w| w.ids.len() + 2).max().unwrap_or(2);
         let mut ids = vec![0i64; rows * width];
         let mut mask = vec![0i64; rows * width];
-        for (r, w) in batch.clone().enumerate() {
+        for (r, w) in batch.iter().enumerate() {
             let row = &mut ids[r * width..(r + 1) * width];
             row[0] = self.cls;
             row[1..=w.ids.len()].copy_from_slice(&w.ids);
@@ -290,6 +296,7 @@ impl NerModel {
             )));
         }
         Ok(batch
+            .iter()
             .enumerate()
             .map(|(r, w)| {
                 (0..w.ids.len())
@@ -301,9 +308,7 @@ impl NerModel {
             })
             .collect())
     }
-}
 
-impl NerModel {
     /// The most probable of our tags for one token, and the probability
     /// that the token belongs to any of them. Scoring by that total rather
     /// than the winning tag keeps a name the model hesitates over (say
@@ -398,25 +403,23 @@ fn aggregate(text: &str, window: &Window, tokens: &[(Tag, f32)]) -> Vec<Piece> {
             open = false;
             continue;
         };
-        let begins = tag.begins;
-        if open {
-            if let Some(last) = out.last_mut() {
-                let gap = &text[last.end.min(start)..start];
-                if last.part == part && (gap.is_empty() || (!begins && gap.trim().is_empty())) {
-                    last.end = end;
-                    last.score += p;
-                    last.tokens += 1;
-                    continue;
-                }
-            }
-        }
-        out.push(Piece {
+        let token = Piece {
             start,
             end,
             part,
             score: p,
             tokens: 1,
-        });
+        };
+        if open {
+            if let Some(last) = out.last_mut() {
+                let gap = &text[last.end.min(start)..start];
+                if last.part == part && (gap.is_empty() || (!tag.begins && gap.trim().is_empty())) {
+                    last.absorb(token);
+                    continue;
+                }
+            }
+        }
+        out.push(token);
         open = true;
     }
     out
@@ -435,9 +438,7 @@ fn union_overlaps(mut pieces: Vec<Piece>) -> Vec<Piece> {
             .find(|q| q.part == p.part)
         {
             if p.end > same.end {
-                same.end = p.end;
-                same.score += p.score;
-                same.tokens += p.tokens;
+                same.absorb(p);
             }
             continue;
         }
@@ -458,13 +459,13 @@ fn entities(text: &str, pieces: Vec<Piece>) -> Vec<Candidate> {
             let gap = &text[last.end.min(p.start)..p.start];
             let joins = match (*last_label, label) {
                 (Label::Person, Label::Person) => person_gap(gap),
-                (Label::Address, Label::Address | Label::Location) => address_gap(gap),
+                (Label::Address, Label::Address | Label::Location) => {
+                    crate::resolve::address_gap(gap)
+                }
                 _ => false,
             };
             if joins {
-                last.end = last.end.max(p.end);
-                last.score += p.score;
-                last.tokens += p.tokens;
+                last.absorb(p);
                 continue;
             }
         }
@@ -507,11 +508,6 @@ fn person_gap(gap: &str) -> bool {
             .is_empty()
 }
 
-/// Between two parts of one address: at most a comma and line breaks.
-fn address_gap(gap: &str) -> bool {
-    gap.len() <= 4 && gap.chars().all(|c| c.is_whitespace() || c == ',')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,7 +532,5 @@ mod tests {
         assert!(person_gap(". "));
         assert!(!person_gap(" and "));
         assert!(!person_gap(", "));
-        assert!(address_gap(",\n"));
-        assert!(!address_gap(" in "));
     }
 }

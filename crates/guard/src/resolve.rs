@@ -48,9 +48,7 @@ pub fn join_addresses(text: &str, kept: Vec<Candidate>) -> Vec<Candidate> {
     for c in kept {
         if let Some(last) = out.last_mut() {
             let parts = |l: Label| matches!(l, Label::Address | Label::Location);
-            let gap = text.get(last.end..c.start).unwrap_or("x");
-            let continues = gap.len() <= 4
-                && gap.chars().all(|ch| ch.is_whitespace() || ch == ',')
+            let continues = text.get(last.end..c.start).is_some_and(address_gap)
                 && parts(last.label)
                 && parts(c.label)
                 && (last.label == Label::Address || c.label == Label::Address);
@@ -66,6 +64,11 @@ pub fn join_addresses(text: &str, kept: Vec<Candidate>) -> Vec<Candidate> {
     out
 }
 
+/// Between two parts of one address: at most a comma and line breaks.
+pub(crate) fn address_gap(gap: &str) -> bool {
+    gap.len() <= 4 && gap.chars().all(|c| c.is_whitespace() || c == ',')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +78,14 @@ mod tests {
 
     fn c(start: usize, end: usize, tier: Tier, score: f64) -> Candidate {
         candidate("t", start..end, Label::Person, score, tier, "p", None)
+    }
+
+    #[test]
+    fn address_gaps() {
+        assert!(address_gap(",\n"));
+        assert!(address_gap(""));
+        assert!(!address_gap(" in "));
+        assert!(!address_gap(",\n\n\n\n"));
     }
 
     #[test]

@@ -24,7 +24,11 @@ pub enum Strategy {
 /// Where a replacement lies in the rewritten text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replaced {
-    /// Byte range in the rewritten text.
+    /// Offsets in the rewritten text in code points, end exclusive (as
+    /// findings report theirs).
+    pub start: usize,
+    pub end: usize,
+    /// The same range in bytes.
     pub bytes: std::ops::Range<usize>,
     pub label: Label,
     /// For encrypted values, the alphabet [`restore`] needs; `None` for
@@ -46,6 +50,8 @@ impl Strategy {
         let mut out = String::with_capacity(text.len());
         let mut replaced = Vec::with_capacity(findings.len());
         let mut at = 0;
+        // Code points written so far, counted as the output grows.
+        let mut chars = 0;
         for f in findings {
             let r = f.bytes.clone();
             if r.start < at || r.end > text.len() {
@@ -53,7 +59,9 @@ impl Strategy {
                     "findings overlap or lie outside the text they were scanned from".into(),
                 ));
             }
-            out.push_str(&text[at..r.start]);
+            let kept = &text[at..r.start];
+            out.push_str(kept);
+            chars += kept.chars().count();
             let value = &text[r.clone()];
             let start = out.len();
             let mut alphabet = None;
@@ -71,11 +79,15 @@ impl Strategy {
                     }
                 }
             }
+            let written = out[start..].chars().count();
             replaced.push(Replaced {
+                start: chars,
+                end: chars + written,
                 bytes: start..out.len(),
                 label: f.label,
                 alphabet,
             });
+            chars += written;
             at = r.end;
         }
         out.push_str(&text[at..]);
