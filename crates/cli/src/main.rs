@@ -4,6 +4,7 @@
 
 mod bench;
 mod guard;
+mod kanon;
 mod ledger;
 mod privacy;
 mod train;

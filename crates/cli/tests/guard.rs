@@ -178,3 +178,154 @@ fn semantic_encryption_round_trips_across_key_versions() {
     assert_eq!(no_key.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("FPE_KEY"));
 }
+
+/// Records whose quasi-identifiers single people out: ages, zip codes and
+/// birth dates, deterministic but varied.
+fn people(n: usize) -> Vec<(u32, String, String, &'static str)> {
+    let jobs = ["nurse", "clerk", "teacher", "engineer"];
+    (0..n)
+        .map(|i| {
+            let i32 = i as u32;
+            (
+                18 + (i32 * 37) % 70,
+                format!("{:05}", [2139, 2141, 94105, 94117][i % 4] + (i32 * 7) % 3),
+                format!(
+                    "{}-{:02}-{:02}",
+                    1950 + (i32 * 13) % 50,
+                    1 + i32 % 12,
+                    1 + (i32 * 5) % 28
+                ),
+                jobs[(i * 3) % 4],
+            )
+        })
+        .collect()
+}
+
+/// Every combination of `quasi` values in `rows` occurs at least `k` times.
+fn recount(rows: &[Vec<String>], k: usize) {
+    let mut counts = std::collections::HashMap::<&[String], usize>::new();
+    for r in rows {
+        *counts.entry(r.as_slice()).or_default() += 1;
+    }
+    for (combination, n) in counts {
+        assert!(n >= k, "{combination:?} occurs {n} < {k} times");
+    }
+}
+
+#[test]
+fn kanon_makes_jsonl_records_k_anonymous_and_keeps_other_fields() {
+    let input: String = people(200)
+        .iter()
+        .enumerate()
+        .map(|(i, (age, zip, dob, job))| {
+            format!("{{\"id\": {i}, \"age\": {age}, \"zip\": \"{zip}\", \"dob\": \"{dob}\", \"job\": \"{job}\", \"note\": \"x{i}\"}}\n")
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let args = [
+        "guard",
+        "kanon",
+        "--k",
+        "7",
+        "--quasi",
+        "age,zip,dob,job",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    let out = lines(&pft(&args, input.as_bytes(), &[]));
+    assert_eq!(out.len(), 200);
+    let quasi: Vec<Vec<String>> = out
+        .iter()
+        .map(|r| {
+            ["age", "zip", "dob", "job"]
+                .map(|c| r[c].to_string())
+                .to_vec()
+        })
+        .collect();
+    recount(&quasi, 7);
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r["id"], i);
+        assert_eq!(r["note"], format!("x{i}"));
+    }
+    // The data were generalized, not copied: no record keeps its exact
+    // birth date.
+    assert!(out
+        .iter()
+        .all(|r| r["dob"].as_str().unwrap().starts_with('[') || r["dob"] == "*"));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["records"], 200);
+    assert!(report["smallest_class"].as_u64().unwrap() >= 7);
+    assert_eq!(report["kinds"]["zip"], "postcode");
+    assert_eq!(report["kinds"]["dob"], "date");
+    let ncp = report["ncp"].as_f64().unwrap();
+    assert!(ncp > 0.0 && ncp < 1.0, "{ncp}");
+}
+
+#[test]
+fn kanon_reads_and_writes_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("people.csv");
+    let output = dir.path().join("out.csv");
+    let mut csv = String::from("age,zip,diagnosis\n");
+    for (age, zip, _, _) in people(60) {
+        csv += &format!("{age},{zip},flu\n");
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = pft(
+        &[
+            "guard",
+            "kanon",
+            "--k",
+            "4",
+            "--quasi",
+            "age:number,zip",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("information loss"));
+    let mut reader = csv::Reader::from_path(&output).unwrap();
+    assert_eq!(reader.headers().unwrap(), vec!["age", "zip", "diagnosis"]);
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), 60);
+    assert!(rows.iter().all(|r| r[2] == "flu"));
+    let quasi: Vec<Vec<String>> = rows.iter().map(|r| r[..2].to_vec()).collect();
+    recount(&quasi, 4);
+}
+
+#[test]
+fn kanon_refuses_k_above_the_records_and_unknown_columns_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.jsonl");
+    let input = "{\"age\": 30}\n{\"age\": 31}\n{\"age\": 32}\n";
+    let cases: [(&[&str], &str); 3] = [
+        (&["--k", "4", "--quasi", "age"], "larger than the 3 records"),
+        (
+            &["--k", "2", "--quasi", "agee"],
+            "no record has a column \"agee\"",
+        ),
+        (&["--k", "2", "--quasi", "age:colour"], "is not a kind"),
+    ];
+    for (extra, message) in cases {
+        let mut args = vec!["guard", "kanon", "--output", output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = pft(&args, input.as_bytes(), &[]);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(!output.exists());
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod context;
 pub mod finding;
+pub mod kanon;
 pub mod model;
 pub mod ner;
 pub mod recognizers;
