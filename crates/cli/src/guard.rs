@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use pft_guard::strategy::{restore, Alphabet, FpeKey, HashKey, Replaced};
-use pft_guard::{Finding, Guard, Label, Sensitivity, Strategy};
+use pft_guard::{Finding, Guard, Label, Policy, Sensitivity, Strategy};
 use serde_json::{json, Map, Value};
 
 use crate::{Failure, Outcome};
@@ -281,6 +281,7 @@ fn parse_fpe_record(text: &str, meta: &Value) -> Result<(u32, Vec<Replaced>), St
             end,
             bytes: bounds[start]..bounds[end],
             label,
+            strategy: "semantic_encryption",
             alphabet: Some(alphabet),
         });
     }
@@ -350,15 +351,16 @@ pub fn run(command: GuardCommand) -> Outcome {
             let mut records = read_records(io.input.as_deref())?;
             let guard = io.model.guard()?;
             let texts: Vec<&str> = records.iter().map(text_of).collect();
+            let policy = Policy::single(strategy, sensitivity);
             let protected = guard
-                .batch_protect(&texts, sensitivity, &strategy)
+                .batch_protect(&texts, &policy)
                 .map_err(|e| Failure::Other(e.into()))?;
             let lines: Vec<String> = records
                 .iter_mut()
                 .zip(protected)
                 .map(|(r, p)| {
-                    if let Strategy::SemanticEncryption { key, version } = &strategy {
-                        r.insert(FPE_FIELD.into(), fpe_record(key, *version, &p));
+                    if let Some((key, version)) = policy.encryption() {
+                        r.insert(FPE_FIELD.into(), fpe_record(key, version, &p));
                     }
                     r.insert("text".into(), Value::String(p.text));
                     Value::Object(r.clone()).to_string()

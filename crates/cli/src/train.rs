@@ -15,6 +15,7 @@ use pft_train::fetch::{self, Bundled};
 use pft_train::generate::{self, Prompt, Sampling};
 use pft_train::lora::Lora;
 use pft_train::model::{self, LoadedModel, Precision};
+use pft_train::protection::ProtectionReport;
 use pft_train::report::PrivacyReport;
 use pft_train::trainer::{self, Outcome as RunOutcome, Progress, RunOptions, StepLog};
 use pft_train::TrainError;
@@ -259,12 +260,40 @@ fn describe_report(r: &PrivacyReport, path: &Path) -> String {
         format!("  mechanism        {} DP-SGD steps ({:?}): noise multiplier {:.4}, clip norm {}, Poisson sample rate {:.5} (expected batch {})", r.steps, r.finish, r.noise_multiplier, r.clip_norm, r.sample_rate, r.expected_batch_size),
         format!("  dataset          {} ({} examples, sha256 {})", r.dataset.path.display(), r.dataset.examples, r.dataset.sha256),
         format!("  dataset total    epsilon {:.4} over every run the ledger holds on it", r.dataset_total_epsilon),
+        describe_protection(r.context_protection.as_ref()),
         format!("  base model       {} (sha256 {}), {} products", r.base_model.source.display(), r.base_model.sha256, r.precision.name()),
         format!("  adapter          {} (sha256 {}), LoRA r={} alpha={} on {}", r.adapter.path.display(), r.adapter.sha256, r.adapter.rank, r.adapter.alpha, r.adapter.target_modules.join(", ")),
         format!("  run              {} from {} to {} ({} {})", r.run, r.started_at, r.finished_at, r.software.name, r.software.version),
         format!("  guarantee        {}", r.guarantee),
     ]
     .join("\n")
+}
+
+fn describe_protection(p: Option<&ProtectionReport>) -> String {
+    let Some(p) = p else {
+        return "  protection       none (no context_protection in privacy.yaml)".to_string();
+    };
+    let replaced: Vec<String> = p
+        .replaced
+        .iter()
+        .map(|(label, by)| format!("{label} {}", by.values().sum::<usize>()))
+        .collect();
+    format!(
+        "  protection       {} before tokenization ({}): {} of {} texts changed; replaced {}",
+        p.strategies.join(", "),
+        if p.entity_model {
+            "patterns and entity model"
+        } else {
+            "patterns only"
+        },
+        p.texts_changed,
+        p.texts,
+        if replaced.is_empty() {
+            "nothing".to_string()
+        } else {
+            replaced.join(", ")
+        }
+    )
 }
 
 /// A base model with, optionally, an adapter on top.
@@ -350,7 +379,7 @@ pub struct EvalArgs {
 
 pub fn eval(a: EvalArgs) -> Outcome {
     let (loaded, lora) = a.choice.load()?;
-    let dataset = Dataset::load(&a.data, &loaded.tokenizer, loaded.model.max_len())?;
+    let dataset = Dataset::load(&a.data, &loaded.tokenizer, loaded.model.max_len(), None)?;
     let result = pft_train::eval::evaluate(
         &loaded.model,
         lora.as_ref(),

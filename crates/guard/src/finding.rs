@@ -27,7 +27,8 @@ pub enum Label {
 }
 
 impl Label {
-    const ALL: [Label; 16] = [
+    /// Every label.
+    pub const ALL: [Label; 16] = [
         Label::Person,
         Label::Location,
         Label::Address,
@@ -122,6 +123,9 @@ impl std::fmt::Display for Label {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
+    /// A pattern whose words have another common reading (a country that
+    /// is also a given name): a model's reading of the same span wins.
+    Weak,
     /// A learned model's guess.
     Model,
     /// A pattern with no checksum or structural validation.

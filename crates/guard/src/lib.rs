@@ -20,7 +20,7 @@ pub mod validate;
 use rayon::prelude::*;
 
 pub use finding::{Finding, Label, Reason, Tier};
-pub use strategy::Strategy;
+pub use strategy::{Policy, Strategy};
 
 use finding::{Candidate, CodePoints};
 use recognizers::Recognizer;
@@ -142,15 +142,11 @@ impl Guard {
         self.scan(text, Sensitivity::High)
     }
 
-    /// Scans `text` and rewrites every finding with `strategy`.
-    pub fn protect(
-        &self,
-        text: &str,
-        sensitivity: Sensitivity,
-        strategy: &Strategy,
-    ) -> Result<Protected, GuardError> {
-        let findings = self.scan(text, sensitivity)?;
-        Protected::new(text, findings, strategy)
+    /// Scans `text` and rewrites what `policy` covers (for one strategy
+    /// at one sensitivity, [`Policy::single`]).
+    pub fn protect(&self, text: &str, policy: &Policy) -> Result<Protected, GuardError> {
+        let findings = self.scan(text, policy.scan_sensitivity())?;
+        Protected::new(text, findings, policy)
     }
 
     /// [`Guard::scan`] over many texts, in parallel, in input order.
@@ -170,14 +166,13 @@ impl Guard {
     pub fn batch_protect(
         &self,
         texts: &[&str],
-        sensitivity: Sensitivity,
-        strategy: &Strategy,
+        policy: &Policy,
     ) -> Result<Vec<Protected>, GuardError> {
-        let findings = self.batch_scan(texts, sensitivity)?;
+        let findings = self.batch_scan(texts, policy.scan_sensitivity())?;
         texts
             .par_iter()
             .zip(findings)
-            .map(|(text, findings)| Protected::new(text, findings, strategy))
+            .map(|(text, findings)| Protected::new(text, findings, policy))
             .collect()
     }
 }
@@ -208,24 +203,33 @@ fn to_findings(text: &str, kept: Vec<Candidate>) -> Vec<Finding> {
         .collect()
 }
 
-/// A protected text, what was found in the original, and where the
-/// replacements are in the protected text.
+/// A protected text, what was replaced in the original, and where the
+/// replacements are in the protected text (`findings[i]` became
+/// `replaced[i]`).
 #[derive(Clone, Debug)]
 pub struct Protected {
     pub text: String,
     pub findings: Vec<Finding>,
     pub replaced: Vec<strategy::Replaced>,
+    /// Found at the policy's scan sensitivity but left in place: below
+    /// the threshold of the rule that claims their label, or claimed by
+    /// none.
+    pub left: Vec<Finding>,
 }
 
 impl Protected {
-    /// `text` rewritten by `strategy` at the `findings` a scan of it
+    /// `text` rewritten by `policy` at the `findings` a scan of it
     /// returned.
-    fn new(text: &str, findings: Vec<Finding>, strategy: &Strategy) -> Result<Self, GuardError> {
-        let rewritten = strategy.apply(text, &findings)?;
+    fn new(text: &str, findings: Vec<Finding>, policy: &Policy) -> Result<Self, GuardError> {
+        let rewritten = policy.apply(text, &findings)?;
+        let (findings, left) = findings
+            .into_iter()
+            .partition(|f| policy.strategy_for(f).is_some());
         Ok(Protected {
             text: rewritten.text,
             replaced: rewritten.replaced,
             findings,
+            left,
         })
     }
 }
@@ -246,8 +250,7 @@ mod tests {
         let out = g
             .protect(
                 "Process payment for John Doe, card 4111-1111-1111-1111",
-                Sensitivity::Medium,
-                &Strategy::PiiRemoval,
+                &Policy::single(Strategy::PiiRemoval, Sensitivity::Medium),
             )
             .unwrap();
         assert!(out.text.ends_with("card [PAYMENT_CARD]"), "{}", out.text);
@@ -258,7 +261,10 @@ mod tests {
         let g = Guard::new();
         let text = "Grüße: jürgen@example.com, ÿ 4111-1111-1111-1111";
         let out = g
-            .protect(text, Sensitivity::Medium, &Strategy::PiiRemoval)
+            .protect(
+                text,
+                &Policy::single(Strategy::PiiRemoval, Sensitivity::Medium),
+            )
             .unwrap();
         let chars: Vec<char> = out.text.chars().collect();
         let seen: Vec<String> = out

@@ -131,14 +131,23 @@ mod tests {
         assert_eq!((kept[0].start, kept[0].end), (2, 8));
     }
 
+    #[test]
+    fn a_model_reading_beats_a_weak_pattern() {
+        // "Jordan" as a country (a weak gazetteer match) and as a person
+        // (the model): the model's reading wins, even at a lower score.
+        let kept = resolve(vec![c(0, 6, Tier::Weak, 0.6), c(0, 6, Tier::Model, 0.55)]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].reason.tier, Tier::Model);
+    }
+
     proptest! {
         /// The result never overlaps, is sorted, and is the same whatever
         /// order the candidates came in.
         #[test]
         fn disjoint_sorted_and_order_independent(
-            spans in proptest::collection::vec((0usize..50, 1usize..10, 0u8..3, 0u8..5), 0..30),
+            spans in proptest::collection::vec((0usize..50, 1usize..10, 0u8..4, 0u8..5), 0..30),
         ) {
-            let tiers = [Tier::Model, Tier::Pattern, Tier::Validated];
+            let tiers = [Tier::Weak, Tier::Model, Tier::Pattern, Tier::Validated];
             let cands: Vec<Candidate> = spans
                 .iter()
                 .map(|&(s, l, t, sc)| c(s, s + l, tiers[usize::from(t)], f64::from(sc) / 4.0))

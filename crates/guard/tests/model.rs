@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use pft_guard::{Finding, Guard, Label, Sensitivity, Strategy};
+use pft_guard::{Finding, Guard, Label, Policy, Sensitivity, Strategy};
 
 fn guard() -> &'static Guard {
     static GUARD: OnceLock<Guard> = OnceLock::new();
@@ -43,7 +43,10 @@ fn names_and_addresses_with_code_point_offsets() {
 fn validated_patterns_win_over_the_model() {
     let text = "Send it to Maria Keller, card 4111-1111-1111-1111, maria.keller@example.com";
     let out = guard()
-        .protect(text, Sensitivity::Medium, &Strategy::PiiRemoval)
+        .protect(
+            text,
+            &Policy::single(Strategy::PiiRemoval, Sensitivity::Medium),
+        )
         .unwrap();
     assert_eq!(
         out.text,

@@ -1,7 +1,6 @@
 //! `privacy.yaml` and `models.yaml`, in the shape the product documents,
 //! validated on load. Settings that belong to features `pft train` does not
-//! run (federated training, secure compute, context protection,
-//! monitoring, quantization) are accepted and reported as not applied, so
+//! run (federated training, secure compute, monitoring, quantization) are accepted and reported as not applied, so
 //! nothing is silently ignored.
 
 use std::path::{Path, PathBuf};
@@ -12,10 +11,12 @@ use serde::Deserialize;
 use crate::error::{Result, TrainError};
 use crate::lora::{LoraConfig, Target};
 use crate::model::Precision;
+use crate::protection::ContextProtection;
 
 #[derive(Debug, Deserialize)]
 struct PrivacyFile {
     privacy: PrivacySection,
+    context_protection: Option<crate::protection::ProtectionSection>,
     #[serde(flatten)]
     other: serde_norway::Mapping,
 }
@@ -113,6 +114,8 @@ pub struct TrainConfig {
     /// How the frozen base weights are multiplied.
     pub precision: Precision,
     pub lora: LoraConfig,
+    /// Scan and protect the dataset's text before tokenization.
+    pub context_protection: Option<ContextProtection>,
     /// Settings read but not applied by `pft train`, by YAML path.
     pub not_applied: Vec<String>,
 }
@@ -190,6 +193,11 @@ impl TrainConfig {
                     .into(),
             ));
         }
+        let context_protection = privacy
+            .context_protection
+            .map(ContextProtection::from_section)
+            .transpose()
+            .map_err(bad_p)?;
         let mut not_applied = Vec::new();
         if p.federated.is_some() {
             not_applied.push("privacy.federated".to_string());
@@ -285,6 +293,7 @@ impl TrainConfig {
             checkpoint_every: t.checkpoint_every.max(1),
             precision,
             lora,
+            context_protection,
             not_applied,
         })
     }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::{Result, TrainError};
 use crate::model::Batch;
+use crate::protection::{ProtectionReport, Protector};
 use crate::tokenizer::{Message, TextTokenizer};
 
 /// One training example: a token sequence and which tokens the model is
@@ -37,6 +38,8 @@ pub struct Dataset {
     pub examples: Vec<Example>,
     /// Examples cut to the maximum length.
     pub truncated: usize,
+    /// What `context_protection` replaced, when it ran.
+    pub protection: Option<ProtectionReport>,
 }
 
 #[derive(Deserialize)]
@@ -46,10 +49,33 @@ struct Record {
     messages: Option<Vec<Message>>,
 }
 
+/// A parsed record, before tokenization.
+enum Parsed {
+    Text(String),
+    Chat(Vec<Message>),
+}
+
+impl Parsed {
+    fn texts(&mut self) -> Vec<&mut String> {
+        match self {
+            Parsed::Text(t) => vec![t],
+            Parsed::Chat(messages) => messages.iter_mut().map(|m| &mut m.content).collect(),
+        }
+    }
+}
+
 impl Dataset {
-    /// Reads and tokenizes a JSONL file. Sequences longer than `max_len`
-    /// tokens are cut (and counted in `truncated`).
-    pub fn load(path: &Path, tokenizer: &TextTokenizer, max_len: usize) -> Result<Self> {
+    /// Reads and tokenizes a JSONL file, protecting its text first when a
+    /// [`Protector`] is given. Sequences longer than `max_len` tokens are
+    /// cut (and counted in `truncated`). The dataset's identity is that of
+    /// the file as read: protection does not make it another dataset for
+    /// the ledger.
+    pub fn load(
+        path: &Path,
+        tokenizer: &TextTokenizer,
+        max_len: usize,
+        protector: Option<&Protector>,
+    ) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
         let id = DatasetId::of_bytes(&bytes);
         let text = String::from_utf8(bytes).map_err(|e| TrainError::Data {
@@ -60,35 +86,57 @@ impl Dataset {
                 .count(),
             message: "not valid UTF-8".into(),
         })?;
-        let mut examples = Vec::new();
-        let mut truncated = 0;
+        let bad = |line: usize, message: String| TrainError::Data {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut records = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             if line.trim().is_empty() {
                 continue;
             }
-            let bad = |message: String| TrainError::Data {
-                path: path.to_path_buf(),
-                line: number,
-                message,
-            };
             let record: Record = serde_json::from_str(line).map_err(|e| {
-                bad(format!(
-                    "not a JSON object with \"text\" or \"messages\": {e}"
-                ))
+                bad(
+                    number,
+                    format!("not a JSON object with \"text\" or \"messages\": {e}"),
+                )
             })?;
-            let mut example = match (record.text, record.messages) {
-                (Some(text), None) => {
-                    text_example(tokenizer, &text).map_err(|e| bad(e.to_string()))?
-                }
-                (None, Some(messages)) => {
-                    chat_example(tokenizer, &messages).map_err(|e| bad(e.to_string()))?
-                }
+            let parsed = match (record.text, record.messages) {
+                (Some(text), None) => Parsed::Text(text),
+                (None, Some(messages)) => Parsed::Chat(messages),
                 (Some(_), Some(_)) => {
-                    return Err(bad("has both \"text\" and \"messages\"; use one".into()))
+                    return Err(bad(
+                        number,
+                        "has both \"text\" and \"messages\"; use one".into(),
+                    ))
                 }
-                (None, None) => return Err(bad("needs \"text\" or \"messages\"".into())),
+                (None, None) => return Err(bad(number, "needs \"text\" or \"messages\"".into())),
             };
+            records.push((number, parsed));
+        }
+        let protection = match protector {
+            Some(protector) => {
+                let mut slots: Vec<&mut String> =
+                    records.iter_mut().flat_map(|(_, p)| p.texts()).collect();
+                let mut texts: Vec<String> = slots.iter_mut().map(|t| std::mem::take(*t)).collect();
+                let report = protector.apply(&mut texts)?;
+                for (slot, text) in slots.into_iter().zip(texts) {
+                    *slot = text;
+                }
+                Some(report)
+            }
+            None => None,
+        };
+        let mut examples = Vec::with_capacity(records.len());
+        let mut truncated = 0;
+        for (number, parsed) in records {
+            let mut example = match parsed {
+                Parsed::Text(text) => text_example(tokenizer, &text),
+                Parsed::Chat(messages) => chat_example(tokenizer, &messages),
+            }
+            .map_err(|e| bad(number, e.to_string()))?;
             if example.tokens.len() > max_len {
                 example.tokens.truncate(max_len);
                 example.supervised.truncate(max_len);
@@ -96,6 +144,7 @@ impl Dataset {
             }
             if example.target_count() == 0 {
                 return Err(bad(
+                    number,
                     "has no token to learn (empty text, or no assistant turn left after truncation)"
                         .into(),
                 ));
@@ -103,17 +152,14 @@ impl Dataset {
             examples.push(example);
         }
         if examples.is_empty() {
-            return Err(TrainError::Data {
-                path: path.to_path_buf(),
-                line: 0,
-                message: "no examples".into(),
-            });
+            return Err(bad(0, "no examples".into()));
         }
         Ok(Dataset {
             path: path.to_path_buf(),
             id,
             examples,
             truncated,
+            protection,
         })
     }
 

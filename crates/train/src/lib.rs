@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod lora;
 pub mod model;
 pub mod optim;
+pub mod protection;
 pub mod report;
 pub mod step;
 pub mod tokenizer;

@@ -41,6 +41,10 @@ pub struct PrivacyReport {
     pub dataset_total_epsilon: f64,
     pub guarantee: String,
     pub dataset: DatasetInfo,
+    /// What the guard replaced in the dataset before tokenization, per
+    /// label (counts only); absent when `context_protection` is not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_protection: Option<crate::protection::ProtectionReport>,
     pub base_model: ModelInfo,
     pub adapter: AdapterInfo,
     pub run: String,

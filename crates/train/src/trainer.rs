@@ -28,6 +28,7 @@ use crate::error::{Result, TrainError};
 use crate::lora::Lora;
 use crate::model::{self, LoadedModel, Precision};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::protection::Protector;
 use crate::report::{self, Finish, PrivacyReport};
 use crate::step::{self, Combine};
 
@@ -146,6 +147,21 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         );
     }
 
+    // Secrets and the entity model before the base model, so a missing
+    // secret fails fast.
+    let protector = config
+        .context_protection
+        .as_ref()
+        .map(Protector::new)
+        .transpose()?;
+    if let Some(p) = &protector {
+        for i in p.unreachable() {
+            progress.message(&format!(
+                "note: context_protection.strategies[{i}] protects nothing: earlier strategies claim all its labels (give them `labels` to share the work)"
+            ));
+        }
+    }
+
     let precision = config.precision.resolve();
     if precision == Precision::Bf16 && options.dtype != DType::F32 {
         return Err(TrainError::Invalid(format!(
@@ -171,7 +187,18 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
         &options.data,
         &tokenizer,
         config.max_seq_len.min(model.max_len()),
+        protector.as_ref(),
     )?;
+    drop(protector);
+    if let Some(p) = &dataset.protection {
+        let replaced: usize = p.replaced.values().flat_map(|m| m.values()).sum();
+        progress.message(&format!(
+            "context protection: {replaced} spans replaced in {} of {} texts ({} found and left below their strategy's sensitivity)",
+            p.texts_changed,
+            p.texts,
+            p.left.values().sum::<usize>()
+        ));
+    }
     let n = dataset.len();
     if config.expected_batch > n {
         return Err(TrainError::Invalid(format!(
@@ -441,6 +468,7 @@ pub fn run(options: RunOptions, progress: &mut dyn Progress, stop: &AtomicBool) 
             examples: n,
             truncated_examples: dataset.truncated,
         },
+        context_protection: dataset.protection.clone(),
         base_model: report::ModelInfo {
             source: source.clone(),
             sha256: weights_hash.clone(),

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{DType, Device};
 use pft_accountant::{Method, Segment};
 use pft_train::config::TrainConfig;
-use pft_train::data::Example;
+use pft_train::data::{Dataset, Example};
 use pft_train::fixtures::{self, TinySpec};
 use pft_train::lora::{Lora, LoraConfig, Target};
 use pft_train::model;
+use pft_train::protection::Protector;
 use pft_train::step::{self, Combine};
 use pft_train::trainer::{self, Outcome, Progress, RunOptions, StepLog};
 use rand::SeedableRng;
@@ -396,4 +397,108 @@ fn an_empty_poisson_batch_is_a_normal_step() {
         })
         .sum();
     assert!(total > 0.0 && total.is_finite());
+}
+
+/// Records with e-mail addresses and card numbers, as text and as chats;
+/// `protected` writes them as the guard's placeholders leave them.
+fn pii_lines(n: usize, protected: bool) -> String {
+    (0..n)
+        .map(|i| {
+            let (mail, card) = if protected {
+                ("[EMAIL]".to_string(), "[PAYMENT_CARD]")
+            } else {
+                (format!("user{i}@example.com"), "4111 1111 1111 1111")
+            };
+            if i % 2 == 0 {
+                serde_json::json!({ "text": format!("write to {mail} about the order") })
+            } else {
+                serde_json::json!({ "messages": [
+                    {"role": "user", "content": format!("my card is {card}")},
+                    {"role": "assistant", "content": format!("noted, I will write to {mail}")}
+                ]})
+            }
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const PROTECTION: &str =
+    "context_protection:\n  model: false\n  strategies:\n    - type: pii_removal\n";
+
+#[test]
+fn context_protection_rewrites_the_data_before_tokenization_and_counts_it() {
+    let f = fixture(3, "");
+    let privacy = std::fs::read_to_string(f.root.join("privacy.yaml")).unwrap();
+    std::fs::write(f.root.join("privacy.yaml"), privacy + PROTECTION).unwrap();
+    // Room for a whole chat: the tiny tokenizer spends a token per byte.
+    let models = std::fs::read_to_string(f.root.join("models.yaml")).unwrap();
+    std::fs::write(
+        f.root.join("models.yaml"),
+        models.replace("max_seq_len: 48", "max_seq_len: 256"),
+    )
+    .unwrap();
+    std::fs::write(f.root.join("data.jsonl"), pii_lines(32, false)).unwrap();
+    std::fs::write(f.root.join("expected.jsonl"), pii_lines(32, true)).unwrap();
+
+    // What the model trains on is exactly the placeholder text, while the
+    // ledger still knows the dataset by the file that was read.
+    let config = TrainConfig::load(&f.root).unwrap();
+    let spec = config.context_protection.as_ref().unwrap();
+    let protector = Protector::new(spec).unwrap();
+    let tokenizer = model::load(&f.root.join("model"), DType::F32, &Device::Cpu, 256)
+        .unwrap()
+        .tokenizer;
+    let raw = f.root.join("data.jsonl");
+    let protected = Dataset::load(&raw, &tokenizer, 256, Some(&protector)).unwrap();
+    let expected = Dataset::load(&f.root.join("expected.jsonl"), &tokenizer, 256, None).unwrap();
+    let unprotected = Dataset::load(&raw, &tokenizer, 256, None).unwrap();
+    assert_eq!(protected.truncated, 0);
+    assert_eq!(protected.examples, expected.examples);
+    assert_ne!(protected.examples, unprotected.examples);
+    assert_eq!(protected.id, unprotected.id);
+
+    let mut rec = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let Outcome::Finished {
+        report,
+        report_path,
+    } = trainer::run(options(&f, "out", false), &mut rec, &stop).unwrap()
+    else {
+        panic!("run did not finish");
+    };
+    let counts = report
+        .context_protection
+        .expect("the report counts protection");
+    assert_eq!(counts.strategies, ["pii_removal"]);
+    assert!(!counts.entity_model);
+    // 16 texts and 16 chats of two messages.
+    assert_eq!(counts.texts, 48);
+    assert_eq!(counts.texts_changed, 48);
+    assert_eq!(counts.replaced["EMAIL_ADDRESS"]["pii_removal"], 32);
+    assert_eq!(counts.replaced["CREDIT_CARD"]["pii_removal"], 16);
+    assert!(rec.messages.iter().any(|m| m.contains("48 spans replaced")));
+    let on_disk = std::fs::read_to_string(report_path).unwrap();
+    assert!(on_disk.contains("\"context_protection\""));
+    assert!(!on_disk.contains("example.com") && !on_disk.contains("4111"));
+}
+
+#[test]
+fn a_missing_protection_secret_stops_the_run_before_training() {
+    let f = fixture(3, "");
+    let privacy = std::fs::read_to_string(f.root.join("privacy.yaml")).unwrap();
+    std::fs::write(
+        f.root.join("privacy.yaml"),
+        privacy
+            + "context_protection:\n  model: false\n  strategies:\n    - type: entity_hashing\n      salt: \"${PFT_TEST_SALT_NEVER_SET}\"\n",
+    )
+    .unwrap();
+    let mut rec = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let Err(err) = trainer::run(options(&f, "out", false), &mut rec, &stop) else {
+        panic!("the run started without its secret");
+    };
+    assert!(err.to_string().contains("PFT_TEST_SALT_NEVER_SET"), "{err}");
+    assert!(rec.logs.is_empty());
+    assert!(!f.root.join("ledger.db").exists());
 }

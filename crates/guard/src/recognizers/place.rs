@@ -428,6 +428,10 @@ const NATIONALITIES: &[&str] = &[
     "Germans",
 ];
 
+/// Countries that are also given names ("I'm Jordan from finance"): found,
+/// but a model that reads a person there wins.
+const ALSO_GIVEN_NAMES: &[&str] = &["jordan", "chad", "georgia", "india", "israel"];
+
 /// Names that are also ordinary words: only capitalised.
 const NEEDS_CAPITAL: &[&str] = &[
     "chad",
@@ -545,10 +549,15 @@ impl Recognizer for Place {
                 if NEEDS_CAPITAL.contains(&key.as_str()) && !capital {
                     return None;
                 }
-                Some((n, start, end, label))
+                let tier = if ALSO_GIVEN_NAMES.contains(&key.as_str()) {
+                    Tier::Weak
+                } else {
+                    Tier::Pattern
+                };
+                Some((n, start, end, label, tier))
             });
             match longest {
-                Some((n, start, end, label)) => {
+                Some((n, start, end, label, tier)) => {
                     let pattern = if label == Label::Nrp {
                         "nationality"
                     } else {
@@ -559,7 +568,7 @@ impl Recognizer for Place {
                         start..end,
                         label,
                         0.6,
-                        Tier::Pattern,
+                        tier,
                         pattern,
                         None,
                     ));
@@ -588,6 +597,15 @@ mod tests {
             ["Scottish", "brazilian"]
         );
         assert_eq!(found(&r, "Uruguay 10666"), ["Uruguay"]);
+    }
+
+    #[test]
+    fn countries_that_are_given_names_are_weak_evidence() {
+        let r = Place::new();
+        let mut out = Vec::new();
+        r.find("I'm Jordan, visiting France", &mut out);
+        let tiers: Vec<Tier> = out.iter().map(|c| c.reason.tier).collect();
+        assert_eq!(tiers, [Tier::Weak, Tier::Pattern]);
     }
 
     #[test]

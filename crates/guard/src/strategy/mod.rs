@@ -3,9 +3,11 @@
 
 mod fpe;
 mod hashing;
+mod policy;
 
 pub use fpe::{Alphabet, FpeKey};
 pub use hashing::HashKey;
+pub use policy::{Policy, Rule};
 
 use crate::finding::{Finding, Label};
 use crate::GuardError;
@@ -31,6 +33,8 @@ pub struct Replaced {
     /// The same range in bytes.
     pub bytes: std::ops::Range<usize>,
     pub label: Label,
+    /// [`Strategy::name`] of what replaced it.
+    pub strategy: &'static str,
     /// For encrypted values, the alphabet [`restore`] needs; `None` for
     /// placeholders and pseudonyms, which nothing restores.
     pub alphabet: Option<Alphabet>,
@@ -44,58 +48,73 @@ pub struct Rewritten {
 }
 
 impl Strategy {
-    /// `text` with every finding replaced. Findings must be the disjoint,
-    /// ordered output of a scan of this text.
-    pub fn apply(&self, text: &str, findings: &[Finding]) -> Result<Rewritten, GuardError> {
-        let mut out = String::with_capacity(text.len());
-        let mut replaced = Vec::with_capacity(findings.len());
-        let mut at = 0;
-        // Code points written so far, counted as the output grows.
-        let mut chars = 0;
-        for f in findings {
-            let r = f.bytes.clone();
-            if r.start < at || r.end > text.len() {
-                return Err(GuardError::Invalid(
-                    "findings overlap or lie outside the text they were scanned from".into(),
-                ));
-            }
-            let kept = &text[at..r.start];
-            out.push_str(kept);
-            chars += kept.chars().count();
-            let value = &text[r.clone()];
-            let start = out.len();
-            let mut alphabet = None;
-            match self {
-                Strategy::PiiRemoval => out.push_str(f.label.placeholder()),
-                Strategy::EntityHashing(key) => out.push_str(&key.pseudonym(f.label, value)),
-                Strategy::SemanticEncryption { key, version } => {
-                    match key.encrypt(*version, f.label, value) {
-                        Some((cipher, a)) => {
-                            out.push_str(&cipher);
-                            alphabet = Some(a);
-                        }
-                        // Too short to encrypt safely: not reversible.
-                        None => out.push_str(f.label.placeholder()),
-                    }
+    /// The strategy's name in configuration files and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::PiiRemoval => "pii_removal",
+            Strategy::EntityHashing(_) => "entity_hashing",
+            Strategy::SemanticEncryption { .. } => "semantic_encryption",
+        }
+    }
+
+    /// What replaces `value`, and the alphabet [`restore`] needs where it
+    /// can be decrypted.
+    fn replacement(&self, label: Label, value: &str) -> (String, Option<Alphabet>) {
+        match self {
+            Strategy::PiiRemoval => (label.placeholder().to_owned(), None),
+            Strategy::EntityHashing(key) => (key.pseudonym(label, value), None),
+            Strategy::SemanticEncryption { key, version } => {
+                match key.encrypt(*version, label, value) {
+                    Some((cipher, alphabet)) => (cipher, Some(alphabet)),
+                    // Too short to encrypt safely: not reversible.
+                    None => (label.placeholder().to_owned(), None),
                 }
             }
-            let written = out[start..].chars().count();
-            replaced.push(Replaced {
-                start: chars,
-                end: chars + written,
-                bytes: start..out.len(),
-                label: f.label,
-                alphabet,
-            });
-            chars += written;
-            at = r.end;
         }
-        out.push_str(&text[at..]);
-        Ok(Rewritten {
-            text: out,
-            replaced,
-        })
     }
+}
+
+/// `text` with each finding that has a strategy replaced by it. Findings
+/// must be the disjoint, ordered output of a scan of this text.
+fn rewrite<'a>(
+    text: &str,
+    findings: impl Iterator<Item = (&'a Finding, &'a Strategy)>,
+) -> Result<Rewritten, GuardError> {
+    let mut out = String::with_capacity(text.len());
+    let mut replaced = Vec::new();
+    let mut at = 0;
+    // Code points written so far, counted as the output grows.
+    let mut chars = 0;
+    for (f, strategy) in findings {
+        let r = f.bytes.clone();
+        if r.start < at || r.end > text.len() {
+            return Err(GuardError::Invalid(
+                "findings overlap or lie outside the text they were scanned from".into(),
+            ));
+        }
+        let kept = &text[at..r.start];
+        out.push_str(kept);
+        chars += kept.chars().count();
+        let (replacement, alphabet) = strategy.replacement(f.label, &text[r.clone()]);
+        let start = out.len();
+        out.push_str(&replacement);
+        let written = replacement.chars().count();
+        replaced.push(Replaced {
+            start: chars,
+            end: chars + written,
+            bytes: start..out.len(),
+            label: f.label,
+            strategy: strategy.name(),
+            alphabet,
+        });
+        chars += written;
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    Ok(Rewritten {
+        text: out,
+        replaced,
+    })
 }
 
 /// The original of a text protected with `SemanticEncryption` under key
