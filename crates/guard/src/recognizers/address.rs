@@ -19,10 +19,10 @@ impl AddressParts {
     pub(crate) fn new() -> Self {
         AddressParts {
             unit: compile(
-                r"\b(?i:apt|apartment|suite|ste|unit|flat|room|floor|bldg|building)\.?\s?#?\s?[0-9]{1,5}[A-Za-z]?\b",
+                r"(?-u:\b)(?i:apt|apartment|suite|ste|unit|flat|room|floor|bldg|building)\.?\s?#?\s?[0-9]{1,5}[A-Za-z]?(?-u:\b)",
             ),
             military: compile(
-                r"\b(?:(?:PSC|CMR|Unit)\s[0-9]{4},?\s(?:Box\s[0-9]{4})|(?:USNS|USNV|USS|USCGC)\s[A-Z][a-z]+)\s*\n?\s*(?:APO|FPO|DPO)\s(?:AA|AE|AP)\s[0-9]{5}\b",
+                r"(?-u:\b)(?:(?:PSC|CMR|Unit)\s[0-9]{4},?\s(?:Box\s[0-9]{4})|(?:USNS|USNV|USS|USCGC)\s[A-Z][a-z]+)\s*\n?\s*(?:APO|FPO|DPO)\s(?:AA|AE|AP)\s[0-9]{5}(?-u:\b)",
             ),
         }
     }

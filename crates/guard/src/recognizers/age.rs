@@ -16,10 +16,10 @@ impl Age {
     pub(crate) fn new() -> Self {
         Age {
             after: compile(
-                r"(?i)\b(\d{1,3})(?:\s|-)?(?:years?|yrs?)(?:\s|-)?old\b|\b(\d{1,3})\s?(?:y/o|yo)\b",
+                r"(?i)(?-u:\b)(\d{1,3})(?:\s|-)?(?:years?|yrs?)(?:\s|-)?old(?-u:\b)|(?-u:\b)(\d{1,3})\s?(?:y/o|yo)(?-u:\b)",
             ),
             before: compile(
-                r"(?i)\b(?:aged|age of|age:|age is|turned|turning|i'?ll turn|will turn|i am|i'm)\s+(\d{1,3})\b",
+                r"(?i)(?-u:\b)(?:aged|age of|age:|age is|turned|turning|i'?ll turn|will turn|i am|i'm)\s+(\d{1,3})(?-u:\b)",
             ),
         }
     }

@@ -26,13 +26,13 @@ impl DateTime {
             ),
             numeric: compile(r"([0-9]{1,2})([/.-])([0-9]{1,2})([/.-])((?:1[89]|20)?[0-9]{2})"),
             written: compile(&format!(
-                r"(?i)\b(?:[0-3]?[0-9](?:st|nd|rd|th)?(?: of)? {MONTH},? (?:1[89]|20)[0-9]{{2}}|{MONTH} [0-3]?[0-9](?:st|nd|rd|th)?,? (?:1[89]|20)[0-9]{{2}}|{MONTH} (?:1[89]|20)[0-9]{{2}}|[0-3]?[0-9](?:st|nd|rd|th)? (?:of )?{MONTH}|{MONTH} [0-3]?[0-9](?:st|nd|rd|th))\b"
+                r"(?i)(?-u:\b)(?:[0-3]?[0-9](?:st|nd|rd|th)?(?: of)? {MONTH},? (?:1[89]|20)[0-9]{{2}}|{MONTH} [0-3]?[0-9](?:st|nd|rd|th)?,? (?:1[89]|20)[0-9]{{2}}|{MONTH} (?:1[89]|20)[0-9]{{2}}|[0-3]?[0-9](?:st|nd|rd|th)? (?:of )?{MONTH}|{MONTH} [0-3]?[0-9](?:st|nd|rd|th))(?-u:\b)"
             )),
             weekday: compile(
-                r"(?i)\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?\b",
+                r"(?i)(?-u:\b)(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?(?-u:\b)",
             ),
             year: compile(
-                r"(?i)(\b(?:in|during|since|until|by|from|before|after|of|circa|year)\s+)?\b(?:1[89]|20)[0-9]{2}\b",
+                r"(?i)((?-u:\b)(?:in|during|since|until|by|from|before|after|of|circa|year)\s+)?(?-u:\b)(?:1[89]|20)[0-9]{2}(?-u:\b)",
             ),
         }
     }

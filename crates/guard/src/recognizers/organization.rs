@@ -101,10 +101,10 @@ impl Organization {
     pub(crate) fn new() -> Self {
         Organization {
             legal: compile(
-                r"(?i)\b(?:inc|incorporated|corp|corporation|co\.?\s?ltd|ltd|limited|llc|l\.l\.c|llp|plc|gmbh|ag|s\.a|sa|n\.v|nv|b\.v|bv|oyj|oy|ab|asa|a/s|s\.p\.a|spa|srl|pty|s\.a\.s|sas|kgaa|company|co)\b\.?",
+                r"(?i)(?-u:\b)(?:inc|incorporated|corp|corporation|co\.?\s?ltd|ltd|limited|llc|l\.l\.c|llp|plc|gmbh|ag|s\.a|sa|n\.v|nv|b\.v|bv|oyj|oy|ab|asa|a/s|s\.p\.a|spa|srl|pty|s\.a\.s|sas|kgaa|company|co)(?-u:\b)\.?",
             ),
             generic: compile(
-                r"\b(?:Group|Holdings|Bancorp|Bank|Trust|Partners|Associates|Capital|Industries|Technologies|Systems|Pharmaceuticals|Pharma|Therapeutics|Fund|REIT|Resources|Enterprises|Foundation|University|Institute|Hospital|GROUP|HOLDINGS|BANK|TRUST|CAPITAL|INDUSTRIES|RESOURCES|FUND)\b",
+                r"(?-u:\b)(?:Group|Holdings|Bancorp|Bank|Trust|Partners|Associates|Capital|Industries|Technologies|Systems|Pharmaceuticals|Pharma|Therapeutics|Fund|REIT|Resources|Enterprises|Foundation|University|Institute|Hospital|GROUP|HOLDINGS|BANK|TRUST|CAPITAL|INDUSTRIES|RESOURCES|FUND)(?-u:\b)",
             ),
         }
     }
