@@ -317,3 +317,24 @@ pub enum BaseModel {
     Path(PathBuf),
     Bundled(crate::fetch::Bundled),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_loads_and_protects_the_demo_data() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let config = TrainConfig::load(&dir).unwrap();
+        assert_eq!(config.target_epsilon, Some(8.0));
+        assert!(config.not_applied.is_empty(), "{:?}", config.not_applied);
+        let protection = config.context_protection.expect("the demo is protected");
+        assert!(protection.entity_model);
+        assert_eq!(protection.rules.len(), 1);
+        assert_eq!(
+            protection.rules[0].kind,
+            crate::protection::StrategyKind::PiiRemoval
+        );
+        assert_eq!(protection.rules[0].labels, None);
+    }
+}
