@@ -159,30 +159,36 @@ pub(crate) fn read_input(input: Option<&Path>) -> Result<(Vec<u8>, String), Fail
     Ok((bytes, name))
 }
 
-/// The input's records, each a JSON object with a string `text`.
-fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure> {
-    let (bytes, name) = read_input(input)?;
-    let mut records = Vec::new();
+/// The JSON value of every non-blank line, with a label for messages
+/// ("F.jsonl, line 3").
+pub(crate) fn read_json_lines(bytes: &[u8], name: &str) -> Result<Vec<(String, Value)>, Failure> {
+    let mut values = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let at = || format!("{name}, line {}", i + 1);
+        let at = format!("{name}, line {}", i + 1);
         let line = std::str::from_utf8(line)
-            .map_err(|e| Failure::Usage(format!("{}: not UTF-8 ({e})", at())))?;
+            .map_err(|e| Failure::Usage(format!("{at}: not UTF-8 ({e})")))?;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| Failure::Usage(format!("{}: not JSON ({e})", at())))?;
-        match value {
-            Value::Object(m) if m.get("text").is_some_and(Value::is_string) => records.push(m),
-            _ => {
-                return Err(Failure::Usage(format!(
-                    "{}: expected an object with a string \"text\"",
-                    at()
-                )))
-            }
-        }
+        let value = serde_json::from_str(line)
+            .map_err(|e| Failure::Usage(format!("{at}: not JSON ({e})")))?;
+        values.push((at, value));
     }
-    Ok(records)
+    Ok(values)
+}
+
+/// The input's records, each a JSON object with a string `text`.
+fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure> {
+    let (bytes, name) = read_input(input)?;
+    read_json_lines(&bytes, &name)?
+        .into_iter()
+        .map(|(at, value)| match value {
+            Value::Object(m) if m.get("text").is_some_and(Value::is_string) => Ok(m),
+            _ => Err(Failure::Usage(format!(
+                "{at}: expected an object with a string \"text\""
+            ))),
+        })
+        .collect()
 }
 
 fn text_of(record: &Map<String, Value>) -> &str {

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use pft_guard::kanon::{anonymize, Anonymized, Column, Kind};
 use serde_json::{Map, Value};
 
-use crate::guard::{read_input, write_output};
+use crate::guard::{read_input, read_json_lines, write_output};
 use crate::{Failure, Outcome};
 
 #[derive(Args)]
@@ -130,20 +130,13 @@ fn parse_quasi(q: &str) -> Result<(String, Option<Kind>), Failure> {
 }
 
 fn read_jsonl(bytes: &[u8], name: &str) -> Result<Records, Failure> {
-    let mut rows = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let at = || format!("{name}, line {}", i + 1);
-        let line = std::str::from_utf8(line)
-            .map_err(|e| Failure::Usage(format!("{}: not UTF-8 ({e})", at())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(Value::Object(m)) => rows.push(m),
-            Ok(_) => return Err(Failure::Usage(format!("{}: not a JSON object", at()))),
-            Err(e) => return Err(Failure::Usage(format!("{}: not JSON ({e})", at()))),
-        }
-    }
+    let rows = read_json_lines(bytes, name)?
+        .into_iter()
+        .map(|(at, value)| match value {
+            Value::Object(m) => Ok(m),
+            _ => Err(Failure::Usage(format!("{at}: not a JSON object"))),
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Records::Jsonl(rows))
 }
 

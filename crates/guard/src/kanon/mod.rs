@@ -291,14 +291,17 @@ impl<'a> KeyedColumn<'a> {
         match self.extent(members) {
             Extent::Missing => 0.0,
             Extent::Mixed => 1.0,
-            Extent::Present { lo, hi } => {
-                let domain = self.span.1 - self.span.0;
-                if domain > 0.0 {
-                    (self.keys[hi].unwrap_or(0.0) - self.keys[lo].unwrap_or(0.0)) / domain
-                } else {
-                    0.0
-                }
-            }
+            Extent::Present { lo, hi } => self.share_between(lo, hi),
+        }
+    }
+
+    /// The share of the domain between the keys of records `lo` and `hi`.
+    fn share_between(&self, lo: usize, hi: usize) -> f64 {
+        let domain = self.span.1 - self.span.0;
+        if domain > 0.0 {
+            (self.keys[hi].unwrap_or(0.0) - self.keys[lo].unwrap_or(0.0)) / domain
+        } else {
+            0.0
         }
     }
 
@@ -339,7 +342,7 @@ impl<'a> KeyedColumn<'a> {
         }
         match self.column.kind {
             Kind::Number | Kind::Date => {
-                let cost = self.width(members);
+                let cost = self.share_between(lo, hi);
                 if cost >= 1.0 {
                     (Some(SUPPRESSED.to_owned()), 1.0)
                 } else {
