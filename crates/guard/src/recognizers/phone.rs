@@ -29,31 +29,9 @@ fn valid(s: &str) -> bool {
     let region = if s.starts_with('+') {
         None
     } else {
-        if !could_be_us(s) {
-            return false;
-        }
         Some(Id::US)
     };
     phonenumber::parse(region, s).is_ok_and(|n| phonenumber::is_valid(&n))
-}
-
-/// Whether a number without `+` could be a valid US (NANP) number:
-/// ten digits (`[2-9]XX [2-9]XX XXXX`), eleven with a leading 1, or an
-/// international number after the US exit code 011. A necessary condition
-/// only, checked before the metadata because libphonenumber's parse costs
-/// tens of microseconds and most digit groups in text fail this cheaply.
-fn could_be_us(s: &str) -> bool {
-    // The extension ("x42", "ext. 42") is not part of the number.
-    let number = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or(s, |at| &s[..at]);
-    let digits: Vec<u8> = number.bytes().filter(u8::is_ascii_digit).collect();
-    let national = match digits.as_slice() {
-        [b'0', b'1', b'1', ..] => return true,
-        [b'1', rest @ ..] if rest.len() == 10 => rest,
-        all => all,
-    };
-    national.len() == 10 && national[0] >= b'2' && national[3] >= b'2'
 }
 
 impl Recognizer for Phone {
@@ -144,42 +122,6 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].reason.tier, Tier::Validated);
         assert_eq!(out[1].reason.tier, Tier::Pattern);
-    }
-
-    proptest::proptest! {
-        /// The cheap US pre-check never rejects what the metadata accepts.
-        #[test]
-        fn the_us_precheck_only_rejects_invalid_numbers(
-            digits in "[0-9]{7,12}",
-            sep in proptest::sample::select(vec!["", " ", "-", "."]),
-            ext in proptest::option::of("[0-9]{1,4}"),
-        ) {
-            let grouped: String = digits
-                .as_bytes()
-                .chunks(3)
-                .map(|c| std::str::from_utf8(c).unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(sep);
-            let s = match ext {
-                Some(e) => format!("{grouped} x{e}"),
-                None => grouped,
-            };
-            let by_metadata = phonenumber::parse(Some(Id::US), &s)
-                .is_ok_and(|n| phonenumber::is_valid(&n));
-            if by_metadata {
-                proptest::prop_assert!(could_be_us(&s), "{s}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_us_precheck_accepts_us_shapes_only() {
-        assert!(could_be_us("415-555-2671"));
-        assert!(could_be_us("1 (415) 555-2671 ext. 12"));
-        assert!(could_be_us("011 44 20 7946 0958"));
-        assert!(!could_be_us("0739-9433570"));
-        assert!(!could_be_us("155-555-2671"));
-        assert!(!could_be_us("51-41-72-48"));
     }
 
     #[test]
