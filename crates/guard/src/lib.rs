@@ -8,6 +8,7 @@
 //! with a [`strategy`].
 
 pub mod context;
+pub mod coref;
 pub mod finding;
 pub mod kanon;
 pub mod model;
@@ -130,6 +131,8 @@ impl Guard {
                 candidates.extend(self.pattern_candidates(text));
                 candidates.retain(|c| c.score >= threshold);
                 let kept = resolve::resolve(std::mem::take(candidates));
+                let mut kept = coref::extend_names(text, kept);
+                kept.retain(|c| c.score >= threshold);
                 to_findings(text, resolve::join_addresses(text, kept))
             })
             .collect())

@@ -209,7 +209,14 @@ impl NerModel {
         Ok(texts
             .iter()
             .zip(pieces)
-            .map(|(text, p)| entities(text, union_overlaps(p)))
+            .map(|(text, p)| {
+                let mut found = entities(text, union_overlaps(p));
+                for c in &mut found {
+                    complete_word(text, c);
+                }
+                found.retain(|c| plausible(text, c));
+                found
+            })
             .collect())
     }
 
@@ -492,6 +499,58 @@ fn entities(text: &str, pieces: Vec<Piece>) -> Vec<Candidate> {
         .collect()
 }
 
+/// Extends an entity that begins a capitalised word to the word's end:
+/// the network often tags the first pieces of a rare name ("Kón" of
+/// "Kónya") and not the rest.
+fn complete_word(text: &str, c: &mut Candidate) {
+    let begins_word = !text[..c.start]
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric);
+    let capital = text[c.start..]
+        .chars()
+        .next()
+        .is_some_and(char::is_uppercase);
+    if begins_word && capital {
+        c.end += text[c.end..]
+            .find(|ch: char| !ch.is_alphabetic())
+            .unwrap_or(text.len() - c.end);
+    }
+}
+
+/// Whether an entity the network proposed can be one. A 4-bit network
+/// tags word pieces inside ordinary words ("ion" of "function"), and
+/// lower-case words in text that capitalises its names ("by helicopter"
+/// after "Schipluiden"); a name is a whole word, and is written in lower
+/// case only where the words around it are too (chat often is).
+fn plausible(text: &str, c: &Candidate) -> bool {
+    let glued = |ch: Option<char>| ch.is_some_and(char::is_alphanumeric);
+    let after = text[c.end..].chars().next();
+    // A word directly followed by a parenthesis is a function's name.
+    if glued(text[..c.start].chars().next_back()) || glued(after) || after == Some('(') {
+        return false;
+    }
+    if !matches!(c.label, Label::Person | Label::Location)
+        || text[c.start..c.end].chars().any(char::is_uppercase)
+    {
+        return true;
+    }
+    let line_start = text[..c.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[c.end..].find('\n').map_or(text.len(), |i| c.end + i);
+    let before = text[line_start..c.start]
+        .split_whitespace()
+        .rev()
+        .take(NEIGHBOURS);
+    let after = text[c.end..line_end].split_whitespace().take(NEIGHBOURS);
+    // "I" is capitalised even by writers who capitalise nothing else.
+    let cased = |w: &&str| w.chars().any(char::is_uppercase) && *w != "I" && !w.starts_with("I'");
+    !before.chain(after).any(|w| cased(&w))
+}
+
+/// Words on each side of a lower-case name that show how the text
+/// around it is written.
+const NEIGHBOURS: usize = 3;
+
 /// Between two parts of one name: spaces and dots, or a middle initial.
 fn person_gap(gap: &str) -> bool {
     let rest = gap.trim_start_matches([' ', '.']);
@@ -523,6 +582,43 @@ mod tests {
         let last = w.last().unwrap();
         assert_eq!(last.0 + last.1.len(), text.len());
         assert_eq!(char_windows("").len(), 1);
+    }
+
+    #[test]
+    fn fragments_and_lower_case_words_in_cased_sentences_are_not_names() {
+        let at = |text: &str, s: &str, label: Label| {
+            let i = text.find(s).unwrap();
+            let c = crate::recognizers::candidate(
+                "t",
+                i..i + s.len(),
+                label,
+                0.9,
+                Tier::Model,
+                "p",
+                None,
+            );
+            plausible(text, &c)
+        };
+        assert!(!at("The function returns", "ion", Label::Person));
+        assert!(!at("Call len() on it.", "len", Label::Person));
+        assert!(!at("see \"Len(s)\" there", "Len", Label::Person));
+        assert!(!at(
+            "We returned to Schipluiden by helicopter.",
+            "helicopter",
+            Label::Person
+        ));
+        assert!(at("Call len on it.", "len", Label::Address));
+        assert!(at(
+            "Hi. follow up with miles davidson soon",
+            "miles davidson",
+            Label::Person
+        ));
+        assert!(at(
+            "From GB70 to other bank accounts german kauzar\n",
+            "german kauzar",
+            Label::Person
+        ));
+        assert!(at("Ask Miles Davidson", "Miles Davidson", Label::Person));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod phone;
 mod place;
 mod secret;
 mod ssn;
+mod street;
 mod url;
 
 use regex::Regex;
@@ -35,6 +36,7 @@ pub use phone::Phone;
 pub use place::Place;
 pub use secret::Secret;
 pub use ssn::UsSsn;
+pub use street::Street;
 pub use url::Url;
 
 pub trait Recognizer: Send + Sync {
@@ -66,6 +68,7 @@ pub fn patterns() -> Vec<Box<dyn Recognizer>> {
         Box::new(Organization::new()),
         Box::new(Place::new()),
         Box::new(AddressParts::new()),
+        Box::new(Street::new()),
         Box::new(Age::new()),
     ]
 }

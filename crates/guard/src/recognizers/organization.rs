@@ -18,6 +18,9 @@ use crate::finding::{Candidate, Label, Tier};
 pub struct Organization {
     legal: Regex,
     generic: Regex,
+    /// A legal form written without its space ("GMO MediaInc.",
+    /// "Asahi Group HoldingsLtd."), as company lists often print them.
+    glued: Regex,
 }
 
 /// Words that end a name looking backwards: they begin the sentence
@@ -104,8 +107,9 @@ impl Organization {
                 r"(?i)(?-u:\b)(?:inc|incorporated|corp|corporation|co\.?\s?ltd|ltd|limited|llc|l\.l\.c|llp|plc|gmbh|ag|s\.a|sa|n\.v|nv|b\.v|bv|oyj|oy|ab|asa|a/s|s\.p\.a|spa|srl|pty|s\.a\.s|sas|kgaa|company|co)(?-u:\b)\.?",
             ),
             generic: compile(
-                r"(?-u:\b)(?:Group|Holdings|Bancorp|Bank|Trust|Partners|Associates|Capital|Industries|Technologies|Systems|Pharmaceuticals|Pharma|Therapeutics|Fund|REIT|Resources|Enterprises|Foundation|University|Institute|Hospital|GROUP|HOLDINGS|BANK|TRUST|CAPITAL|INDUSTRIES|RESOURCES|FUND)(?-u:\b)",
+                r"(?-u:\b)(?:Group|Holdings|Bancorp|Bank|Trust|Partners|Associates|Capital|Industries|Technologies|Systems|Pharmaceuticals|Pharma|Therapeutics|Fund|REIT|Resources|Enterprises|Foundation|University|Institute|Hospital|GROUP|HOLDINGS|BANK|TRUST|INDUSTRIES|RESOURCES|FUND)(?-u:\b)",
             ),
+            glued: compile(r"\p{Ll}(?:Inc|Ltd|Corp|LLC|PLC|GmbH)\."),
         }
     }
 }
@@ -212,6 +216,23 @@ impl Recognizer for Organization {
                 ));
             }
         }
+        for m in self.glued.find_iter(text) {
+            let word_start = text[..m.start()]
+                .rfind(|c: char| !c.is_alphanumeric())
+                .map_or(0, |i| {
+                    i + text[i..].chars().next().map_or(1, char::len_utf8)
+                });
+            let start = name_start(text, word_start, true).unwrap_or(word_start);
+            out.push(candidate(
+                self.name(),
+                start..m.end(),
+                Label::Organization,
+                0.7,
+                Tier::Pattern,
+                "name + glued legal form",
+                None,
+            ));
+        }
     }
 
     fn context(&self) -> &'static [&'static str] {
@@ -259,6 +280,16 @@ mod tests {
             found(&r, "Radislava Ostrovška\nS LINE CO.LTD.\n66673"),
             ["S LINE CO.LTD."]
         );
+        assert_eq!(
+            found(&r, "Milana Melikov\nGMO MediaInc.\n25593 Marsveien 48"),
+            ["GMO MediaInc."]
+        );
+        // "Asahi Group" is proposed too, at a lower score.
+        assert!(found(
+            &r,
+            "Looking to support Asahi Group HoldingsLtd. in Weißenhorn"
+        )
+        .contains(&"Asahi Group HoldingsLtd.".to_string()));
         assert_eq!(
             found(&r, "i work at sinclair broadcast group inc. now"),
             ["sinclair broadcast group inc."]
