@@ -154,12 +154,24 @@ impl Street {
                     "street with a street-type word",
                     None,
                 ));
+                if let Some(city) = city_after(text, m.end()) {
+                    out.push(candidate(
+                        self.name(),
+                        city,
+                        Label::Location,
+                        0.6,
+                        Tier::Weak,
+                        "place after a street and a comma",
+                        None,
+                    ));
+                }
             }
         }
     }
 
     /// Address blocks: see the module's note.
-    fn blocks(&self, text: &str, out: &mut Vec<Candidate>) {
+    /// `streets` are the streets found by their kind-of-way word.
+    fn blocks(&self, text: &str, streets: &[std::ops::Range<usize>], out: &mut Vec<Candidate>) {
         if !text.contains('\n') {
             return;
         }
@@ -182,6 +194,10 @@ impl Street {
             if line == Line::Other {
                 self.emit(text, &block, out);
                 block.clear();
+                // A sentence that ends in a street begins an address.
+                if let Some(street) = streets.iter().find(|s| s.end == range.end) {
+                    block.push((Line::Street, street.start..range.end));
+                }
                 continue;
             }
             block.push((line, range));
@@ -301,6 +317,40 @@ impl LineShapes {
     }
 }
 
+/// Words that begin a sentence rather than continue a place name.
+const SENTENCE_WORDS: &[&str] = &[
+    "I", "I'm", "My", "May", "We", "Our", "The", "A", "An", "It", "He", "She", "They", "You",
+    "Your", "Please", "Have", "Has", "Who", "What", "How", "Is", "Are", "Do", "Does", "Can",
+    "When", "Where", "Why", "This", "That", "Thanks", "Thank", "Hi", "Hello", "Dear", "And",
+    "But", "So", "If", "In", "On", "At", "For",
+];
+
+/// The place that follows a street after a comma ("2689 Hersnapvej 18,
+/// København K"): up to three capitalised words, stopping at a word that
+/// begins a sentence.
+fn city_after(text: &str, end: usize) -> Option<std::ops::Range<usize>> {
+    let rest = text[end..].strip_prefix(", ")?;
+    let start = end + 2;
+    let (mut to, mut at) = (start, start);
+    for (i, word) in rest.split(' ').take(3).enumerate() {
+        // A line break or punctuation ends the place.
+        let cut = word
+            .find(|c: char| !(c.is_alphabetic() || "'’-".contains(c)))
+            .unwrap_or(word.len());
+        let bare = &word[..cut];
+        let capital = bare.chars().next().is_some_and(char::is_uppercase);
+        if !capital || (i > 0 && SENTENCE_WORDS.contains(&bare)) {
+            break;
+        }
+        to = at + cut;
+        if cut < word.len() {
+            break;
+        }
+        at += word.len() + 1;
+    }
+    (to > start).then_some(start..to)
+}
+
 /// The byte range of a line's content: without indentation, quoting
 /// (`>`, `}`, `|`) or leading punctuation, and without trailing spaces
 /// and commas.
@@ -319,8 +369,14 @@ impl Recognizer for Street {
     }
 
     fn find(&self, text: &str, out: &mut Vec<Candidate>) {
+        let from = out.len();
         self.street_lines(text, out);
-        self.blocks(text, out);
+        let streets: Vec<_> = out[from..]
+            .iter()
+            .filter(|c| c.label == Label::Address)
+            .map(|c| c.start..c.end)
+            .collect();
+        self.blocks(text, &streets, out);
     }
 }
 
@@ -401,6 +457,29 @@ mod tests {
                 ("United States", Label::Location),
             ]
         );
+    }
+
+    #[test]
+    fn a_place_after_a_street_and_a_comma() {
+        let r = Street::new();
+        assert_eq!(
+            found(&r, "He lives at 2689 Hersnapvej 18, København K My card is"),
+            ["2689 Hersnapvej 18", "København K"]
+        );
+        assert_eq!(
+            found(&r, "Limited, 325 Via Loreto 123, Ponzano Di Fermo\n"),
+            ["325 Via Loreto 123", "Ponzano Di Fermo"]
+        );
+        assert_eq!(found(&r, "at 69 McLeans Road, then home"), ["69 McLeans Road"]);
+    }
+
+    #[test]
+    fn a_sentence_ending_in_a_street_begins_a_block() {
+        let r = Street::new();
+        let text = "Ms. Lisa Kozłowski Apt. 069 59590 82 rue Ernest Renan\nCHAUMONT CA 52000\n";
+        let found = found(&r, text);
+        assert!(found.contains(&"CHAUMONT CA".to_string()), "{found:?}");
+        assert!(found.contains(&"52000".to_string()), "{found:?}");
     }
 
     #[test]
