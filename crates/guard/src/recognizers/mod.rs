@@ -73,6 +73,15 @@ pub fn patterns() -> Vec<Box<dyn Recognizer>> {
     ]
 }
 
+/// Capitalised words that begin a sentence rather than continue a name
+/// or a place.
+pub(crate) const SENTENCE_WORDS: &[&str] = &[
+    "I", "I'm", "My", "May", "We", "Our", "The", "A", "An", "It", "He", "She", "They", "You",
+    "Your", "Please", "Have", "Has", "Who", "What", "How", "Is", "Are", "Do", "Does", "Can",
+    "When", "Where", "Why", "This", "That", "Thanks", "Thank", "Hi", "Hello", "Dear", "And", "But",
+    "So", "If", "In", "On", "At", "For",
+];
+
 /// Compiles a pattern written into this crate (a failure is a bug caught by
 /// every test, not an input error). Word boundaries in the patterns are
 /// ASCII (`(?-u:\b)`): a Unicode `\b` keeps the regex crate off its DFA

@@ -317,14 +317,6 @@ impl LineShapes {
     }
 }
 
-/// Words that begin a sentence rather than continue a place name.
-const SENTENCE_WORDS: &[&str] = &[
-    "I", "I'm", "My", "May", "We", "Our", "The", "A", "An", "It", "He", "She", "They", "You",
-    "Your", "Please", "Have", "Has", "Who", "What", "How", "Is", "Are", "Do", "Does", "Can",
-    "When", "Where", "Why", "This", "That", "Thanks", "Thank", "Hi", "Hello", "Dear", "And",
-    "But", "So", "If", "In", "On", "At", "For",
-];
-
 /// The place that follows a street after a comma ("2689 Hersnapvej 18,
 /// København K"): up to three capitalised words, stopping at a word that
 /// begins a sentence.
@@ -339,7 +331,7 @@ fn city_after(text: &str, end: usize) -> Option<std::ops::Range<usize>> {
             .unwrap_or(word.len());
         let bare = &word[..cut];
         let capital = bare.chars().next().is_some_and(char::is_uppercase);
-        if !capital || (i > 0 && SENTENCE_WORDS.contains(&bare)) {
+        if !capital || (i > 0 && super::SENTENCE_WORDS.contains(&bare)) {
             break;
         }
         to = at + cut;
@@ -470,7 +462,10 @@ mod tests {
             found(&r, "Limited, 325 Via Loreto 123, Ponzano Di Fermo\n"),
             ["325 Via Loreto 123", "Ponzano Di Fermo"]
         );
-        assert_eq!(found(&r, "at 69 McLeans Road, then home"), ["69 McLeans Road"]);
+        assert_eq!(
+            found(&r, "at 69 McLeans Road, then home"),
+            ["69 McLeans Road"]
+        );
     }
 
     #[test]
