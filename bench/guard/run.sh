@@ -37,3 +37,22 @@ for tier in patterns model; do
         python3 -c "import sys; c,s,e,t,n=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]),sys.argv[4],sys.argv[5]; print(f'{n} tier, {t} thread(s): {c} chars in {e-s:.2f} s = {c/(e-s)/1e3:.0f} k chars/s (JSONL read, model load, scan, JSONL write)')" "$chars" "$start" "$end" "$threads" "$tier"
     done
 done
+
+# False spans on PII-free prose: the Python language reference's prose
+# paragraphs (shipped with CPython), with the entity model.
+python3 bench/guard/prose.py "$out/prose.jsonl"
+"$pft" guard scan --input "$out/prose.jsonl" --output "$out/prose-spans.jsonl"
+python3 - "$out/prose.jsonl" "$out/prose-spans.jsonl" <<'PY'
+import collections, json, sys
+texts = [json.loads(l)["text"] for l in open(sys.argv[1], encoding="utf-8")]
+spans = [json.loads(l)["spans"] for l in open(sys.argv[2], encoding="utf-8")]
+chars = sum(map(len, texts))
+found = collections.Counter()
+for t, ss in zip(texts, spans):
+    for s in ss:
+        found[(s["label"], t[s["start"]:s["end"]])] += 1
+n = sum(found.values())
+print(f"prose: {n} spans in {chars} chars = {n / chars * 1e4:.2f} per 10,000 chars; every span, for review:")
+for (label, text), k in sorted(found.items()):
+    print(f"  {k} x {label} {text!r}")
+PY

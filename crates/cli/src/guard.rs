@@ -191,6 +191,55 @@ fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure
         .collect()
 }
 
+/// The `text` of every input line, for the commands that read nothing
+/// else: decoding into this type skips the other fields instead of
+/// building them, which a labelled corpus has many of.
+#[derive(serde::Deserialize)]
+struct TextLine<'a> {
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+}
+
+fn read_texts(input: Option<&Path>) -> Result<Vec<String>, Failure> {
+    let (bytes, name) = read_input(input)?;
+    let mut texts = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let at = || format!("{name}, line {}", i + 1);
+        let line = std::str::from_utf8(line)
+            .map_err(|e| Failure::Usage(format!("{}: not UTF-8 ({e})", at())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<TextLine>(line) {
+            Ok(record) => texts.push(record.text.into_owned()),
+            Err(e) if e.is_data() => {
+                return Err(Failure::Usage(format!(
+                    "{}: expected an object with a string \"text\"",
+                    at()
+                )))
+            }
+            Err(e) => return Err(Failure::Usage(format!("{}: not JSON ({e})", at()))),
+        }
+    }
+    Ok(texts)
+}
+
+/// One line of `pft guard scan`'s output.
+#[derive(serde::Serialize)]
+struct ScanLine<'a> {
+    spans: Vec<SpanLine<'a>>,
+}
+
+/// One span of `pft guard scan`'s output.
+#[derive(serde::Serialize)]
+struct SpanLine<'a> {
+    start: usize,
+    end: usize,
+    label: Label,
+    score: f64,
+    recognizer: &'a str,
+}
+
 fn text_of(record: &Map<String, Value>) -> &str {
     record.get("text").and_then(Value::as_str).unwrap_or("")
 }
@@ -302,18 +351,29 @@ pub fn run(command: GuardCommand) -> Outcome {
     match command {
         GuardCommand::Scan { io, summary } => {
             let sensitivity = io.sensitivity()?;
-            let records = read_records(io.input.as_deref())?;
+            let records = read_texts(io.input.as_deref())?;
             let guard = io.model.guard()?;
-            let texts: Vec<&str> = records.iter().map(text_of).collect();
+            let texts: Vec<&str> = records.iter().map(String::as_str).collect();
             let found = guard
                 .batch_scan(&texts, sensitivity)
                 .map_err(|e| Failure::Other(e.into()))?;
             let lines: Vec<String> = found
                 .iter()
                 .map(|fs| {
-                    json!({"spans": fs.iter().map(span_json).collect::<Vec<_>>()}).to_string()
+                    let spans: Vec<SpanLine> = fs
+                        .iter()
+                        .map(|f| SpanLine {
+                            start: f.start,
+                            end: f.end,
+                            label: f.label,
+                            score: f.score,
+                            recognizer: f.recognizer,
+                        })
+                        .collect();
+                    serde_json::to_string(&ScanLine { spans })
                 })
-                .collect();
+                .collect::<Result<_, _>>()
+                .context("cannot encode the spans")?;
             if summary {
                 if io.output.is_some() {
                     write_lines(io.output.as_deref(), &lines)?;

@@ -15,8 +15,22 @@ pub struct Phone {
     re: Regex,
 }
 
+/// Compiled patterns the phone-number metadata keeps. The crate's
+/// default of 100 is fewer than one North American number needs: its
+/// validation tries the patterns of each of the 25 regions sharing +1,
+/// so with the default cache nearly every validation recompiles them
+/// (measured: 18 µs per grouped candidate on the development corpus).
+/// All the metadata's patterns fit in this many.
+const METADATA_REGEX_CACHE: usize = 8192;
+
 impl Phone {
     pub(crate) fn new() -> Self {
+        static ENLARGE: std::sync::Once = std::sync::Once::new();
+        ENLARGE.call_once(|| {
+            if let Ok(mut cache) = phonenumber::metadata::DATABASE.cache().lock() {
+                *cache = regex_cache::RegexCache::new(METADATA_REGEX_CACHE);
+            }
+        });
         Phone {
             re: compile(
                 r"(?i)(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{1,4}\)[ .-]?)?[0-9]{1,12}(?:(?:[ .-]|[ .-]?\([0-9]{1,4}\)[ .-]?)[0-9]{1,8}){0,5}(?:[ ]?(?:x|ext\.?|extension)[ ]?[0-9]{1,6})?",
