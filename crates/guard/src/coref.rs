@@ -175,7 +175,7 @@ fn covered(kept: &[Candidate], range: &std::ops::Range<usize>) -> bool {
 /// question mark or exclamation mark.
 fn sentence_start(text: &str, at: usize) -> bool {
     match text[..at]
-        .trim_end_matches(|c: char| c == ' ' || c == '"' || c == '\'' || c == '-')
+        .trim_end_matches([' ', '"', '\'', '-'])
         .chars()
         .next_back()
     {
