@@ -159,9 +159,14 @@ pub(crate) fn read_input(input: Option<&Path>) -> Result<(Vec<u8>, String), Fail
     Ok((bytes, name))
 }
 
-/// The JSON value of every non-blank line, with a label for messages
-/// ("F.jsonl, line 3").
-pub(crate) fn read_json_lines(bytes: &[u8], name: &str) -> Result<Vec<(String, Value)>, Failure> {
+/// Every non-blank line decoded as a `T`, with a label for messages
+/// ("F.jsonl, line 3"). A line that is JSON but not a `T` is refused with
+/// `not_a_t` after its label.
+pub(crate) fn read_json_lines<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    name: &str,
+    not_a_t: &str,
+) -> Result<Vec<(String, T)>, Failure> {
     let mut values = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let at = format!("{name}, line {}", i + 1);
@@ -170,23 +175,31 @@ pub(crate) fn read_json_lines(bytes: &[u8], name: &str) -> Result<Vec<(String, V
         if line.trim().is_empty() {
             continue;
         }
-        let value = serde_json::from_str(line)
-            .map_err(|e| Failure::Usage(format!("{at}: not JSON ({e})")))?;
+        let value = serde_json::from_str(line).map_err(|e| {
+            Failure::Usage(if e.is_data() {
+                format!("{at}: {not_a_t}")
+            } else {
+                format!("{at}: not JSON ({e})")
+            })
+        })?;
         values.push((at, value));
     }
     Ok(values)
 }
 
+const NOT_A_RECORD: &str = "expected an object with a string \"text\"";
+
 /// The input's records, each a JSON object with a string `text`.
 fn read_records(input: Option<&Path>) -> Result<Vec<Map<String, Value>>, Failure> {
     let (bytes, name) = read_input(input)?;
-    read_json_lines(&bytes, &name)?
+    read_json_lines(&bytes, &name, NOT_A_RECORD)?
         .into_iter()
-        .map(|(at, value)| match value {
-            Value::Object(m) if m.get("text").is_some_and(Value::is_string) => Ok(m),
-            _ => Err(Failure::Usage(format!(
-                "{at}: expected an object with a string \"text\""
-            ))),
+        .map(|(at, record): (String, Map<String, Value>)| {
+            if record.get("text").is_some_and(Value::is_string) {
+                Ok(record)
+            } else {
+                Err(Failure::Usage(format!("{at}: {NOT_A_RECORD}")))
+            }
         })
         .collect()
 }
@@ -202,26 +215,10 @@ struct TextLine<'a> {
 
 fn read_texts(input: Option<&Path>) -> Result<Vec<String>, Failure> {
     let (bytes, name) = read_input(input)?;
-    let mut texts = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let at = || format!("{name}, line {}", i + 1);
-        let line = std::str::from_utf8(line)
-            .map_err(|e| Failure::Usage(format!("{}: not UTF-8 ({e})", at())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<TextLine>(line) {
-            Ok(record) => texts.push(record.text.into_owned()),
-            Err(e) if e.is_data() => {
-                return Err(Failure::Usage(format!(
-                    "{}: expected an object with a string \"text\"",
-                    at()
-                )))
-            }
-            Err(e) => return Err(Failure::Usage(format!("{}: not JSON ({e})", at()))),
-        }
-    }
-    Ok(texts)
+    Ok(read_json_lines(&bytes, &name, NOT_A_RECORD)?
+        .into_iter()
+        .map(|(_, line): (String, TextLine)| line.text.into_owned())
+        .collect())
 }
 
 /// One line of `pft guard scan`'s output.

@@ -130,13 +130,10 @@ fn parse_quasi(q: &str) -> Result<(String, Option<Kind>), Failure> {
 }
 
 fn read_jsonl(bytes: &[u8], name: &str) -> Result<Records, Failure> {
-    let rows = read_json_lines(bytes, name)?
+    let rows = read_json_lines(bytes, name, "not a JSON object")?
         .into_iter()
-        .map(|(at, value)| match value {
-            Value::Object(m) => Ok(m),
-            _ => Err(Failure::Usage(format!("{at}: not a JSON object"))),
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|(_, row)| row)
+        .collect();
     Ok(Records::Jsonl(rows))
 }
 
