@@ -129,20 +129,25 @@ fn signatures(text: &str, kept: &[Candidate]) -> Vec<Candidate> {
 /// word: "Giovana G Almeida", "Shovda K. Gairbekov".
 fn name_shaped(line: &str) -> bool {
     let parts: Vec<&str> = line.split(' ').collect();
-    let word = |p: &str| {
-        let mut chars = p.chars();
-        chars.next().is_some_and(char::is_uppercase)
-            && chars.clone().count() >= 1
-            && chars.all(|c| c.is_lowercase() || c == '-' || c == '\'')
-    };
-    let initial = |p: &str| {
-        let mut chars = p.chars();
-        chars.next().is_some_and(char::is_uppercase) && matches!(chars.as_str(), "" | ".")
-    };
     (2..=4).contains(&parts.len())
-        && parts.last().is_some_and(|p| word(p))
-        && word(parts[0])
-        && parts.iter().all(|p| word(p) || initial(p))
+        && parts.last().is_some_and(|p| capitalised(p))
+        && capitalised(parts[0])
+        && parts.iter().all(|p| capitalised(p) || initial(p))
+}
+
+/// A word written as names are: a capital, then lower case, hyphens and
+/// apostrophes ("Maslow", "Ashby-smith"), at least two characters.
+pub(crate) fn capitalised(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars.next().is_some_and(char::is_uppercase)
+        && !chars.as_str().is_empty()
+        && chars.all(|c| c.is_lowercase() || c == '-' || c == '\'')
+}
+
+/// An initial: a capital alone or with a full stop ("K", "K.").
+pub(crate) fn initial(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars.next().is_some_and(char::is_uppercase) && matches!(chars.as_str(), "" | ".")
 }
 
 /// Joins PERSON spans separated by a single space: a given name found by

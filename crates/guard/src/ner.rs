@@ -574,24 +574,13 @@ fn extend_person(text: &str, c: &mut Candidate) {
     }
 }
 
-/// A word that can be part of a name: capitalised and otherwise lower
-/// case ("Maslow", "O'Neil"), or an initial ("A", "A."); not a word that
-/// begins sentences.
+/// A word that can be part of a name: capitalised ("Maslow")
+/// but not a word that begins sentences, or an initial ("A", "A.") but not
+/// the pronoun "I".
 fn name_word(word: &str) -> bool {
-    let mut chars = word.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    let rest = chars.as_str();
-    if rest.is_empty() || rest == "." {
-        // "I" alone is the pronoun.
-        return first.is_uppercase() && word != "I";
-    }
-    first.is_uppercase()
-        && rest
-            .chars()
-            .all(|ch| ch.is_lowercase() || ch == '-' || ch == '\'')
-        && !crate::recognizers::SENTENCE_WORDS.contains(&word)
+    use crate::coref::{capitalised, initial};
+    (initial(word) && word != "I")
+        || (capitalised(word) && !crate::recognizers::SENTENCE_WORDS.contains(&word))
 }
 
 /// Whether an entity the network proposed can be one. A 4-bit network
